@@ -1,0 +1,1 @@
+"""lungtk.cli: the `lungtk` command line."""

@@ -1,0 +1,1 @@
+"""Built-in command groups of the ``lungtk`` CLI, one module each."""

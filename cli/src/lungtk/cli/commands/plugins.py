@@ -1,0 +1,41 @@
+"""``lungtk plugins``: what is installed and what it provides."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from lungtk.cli.console import stdout
+from lungtk.core import get_plugins
+
+app = typer.Typer(help="Installed plugins and the components they provide.", no_args_is_help=True)
+
+_STATUS_STYLE = {"loaded": "green", "failed": "bold red", "blocked": "yellow"}
+
+
+@app.command("list")
+def list_plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List plugins (entry-point group `lungtk`): distribution, version, status and components."""
+    plugins = get_plugins()
+    if as_json:
+        stdout.print_json(json.dumps([info.as_dict() for info in plugins.infos]))
+        return
+    from rich.table import Table
+
+    table = Table(title="lungtk plugins", title_justify="left")
+    for column in ("plugin", "distribution", "version", "status", "components"):
+        table.add_column(column, overflow="fold")
+    for info in plugins.infos:
+        components = ", ".join(f"{c.kind} {c.name}" for c in info.components)
+        status = f"[{_STATUS_STYLE[info.status]}]{info.status}[/]"
+        if info.error:
+            status += f"\n{info.error}"
+        table.add_row(info.name, info.distribution, info.version, status, components or "-")
+    if not plugins.infos:
+        stdout.print("no plugins installed (entry-point group `lungtk`)")
+        return
+    stdout.print(table)

@@ -1,0 +1,101 @@
+"""The ``lungtk`` command: built-in command groups plus whatever installed plugins add.
+
+Commands are thin: they parse options and call library functions. Heavy imports (torch, SimpleITK)
+happen inside the commands, so ``lungtk --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+import typer
+
+from lungtk.cli.console import error_line
+from lungtk.core import LungtkError, get_plugins
+
+DEBUG_ENV = "LUNGTK_DEBUG"
+
+
+def _version() -> str:
+    try:
+        return version("lungtk")
+    except PackageNotFoundError:  # running from a source tree without metadata
+        return "0+unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"lungtk {_version()}")
+        raise typer.Exit()
+
+
+def _root(
+    version_: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Show tracebacks for errors (or set {DEBUG_ENV}=1).")
+    ] = False,
+) -> None:
+    """lungtk: lung-nodule analysis on chest CT, from plug-in components.
+
+    Results go to stdout; progress and messages go to stderr.
+    """
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def build_app() -> typer.Typer:
+    """A fresh ``lungtk`` app with the built-in groups and every loaded plugin's commands."""
+    from lungtk.cli.commands import plugins
+
+    app = typer.Typer(
+        name="lungtk",
+        no_args_is_help=True,
+        rich_markup_mode="rich",
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        callback=_root,
+    )
+    app.add_typer(plugins.app, name="plugins")
+    get_plugins().register_commands(app)
+    return app
+
+
+def _debugging(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in {"", "0"}
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, turning user errors into one line and an exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        app = build_app()
+        app(args=argv, prog_name="lungtk")
+    except LungtkError as exc:
+        if _debugging(argv):
+            raise
+        error_line(str(exc))
+        sys.exit(exc.exit_code)
+    except OSError as exc:  # file system trouble: a user can fix it
+        if _debugging(argv):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        error_line(f"{exc.strerror or exc}{where}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line and where to get the details
+        if _debugging(argv):
+            raise
+        error_line(f"internal error: {type(exc).__name__}: {exc} (run again with --debug for the traceback)")
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    run()

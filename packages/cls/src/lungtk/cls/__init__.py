@@ -1,0 +1,1 @@
+"""lungtk.cls: Nodule, malignancy, texture and pathology classifiers for lungtk."""

@@ -1,0 +1,40 @@
+"""lungtk.core: the plug-in API shared by every lungtk package and third-party plugin.
+
+Import what a plugin needs from here::
+
+    from lungtk.core import Candidate, hookimpl
+"""
+
+from lungtk.core.errors import DuplicateComponentError, LungtkError, PluginLoadError, UnknownComponentError
+from lungtk.core.geometry import Geometry
+from lungtk.core.hookspecs import hookimpl, hookspec
+from lungtk.core.plugins import PluginInfo, Plugins, get_plugins, get_registry
+from lungtk.core.protocols import Classifier, Detector, Segmenter, Volume
+from lungtk.core.registry import KINDS, ComponentSpec, Kind, Registrar, Registry
+from lungtk.core.results import Candidate, Finding, NoduleMask
+
+__all__ = [
+    "KINDS",
+    "Candidate",
+    "Classifier",
+    "ComponentSpec",
+    "Detector",
+    "DuplicateComponentError",
+    "Finding",
+    "Geometry",
+    "Kind",
+    "LungtkError",
+    "NoduleMask",
+    "PluginInfo",
+    "PluginLoadError",
+    "Plugins",
+    "Registrar",
+    "Registry",
+    "Segmenter",
+    "UnknownComponentError",
+    "Volume",
+    "get_plugins",
+    "get_registry",
+    "hookimpl",
+    "hookspec",
+]

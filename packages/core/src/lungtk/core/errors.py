@@ -1,0 +1,28 @@
+"""Exceptions a user can cause. The CLI prints them as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class LungtkError(Exception):
+    """An error caused by input or configuration, not by a bug.
+
+    The message is shown to the user as it is, so it should say what went wrong, with which file or
+    name, and what to do about it.
+    """
+
+    exit_code = 1
+
+
+class UnknownComponentError(LungtkError, KeyError):
+    """A component name that no installed plugin registers."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateComponentError(LungtkError):
+    """Two plugins register a component of the same kind under the same name."""
+
+
+class PluginLoadError(LungtkError):
+    """A plugin failed to import or register while strict plugin loading was on."""

@@ -1,0 +1,60 @@
+"""The pluggy hook specification of lungtk.
+
+Plugins are modules exposed under the ``lungtk`` entry-point group. They implement any of the hooks below
+with the :data:`hookimpl` marker::
+
+    from lungtk.core import hookimpl
+
+    @hookimpl
+    def lungtk_register_detectors(registry):
+        registry.add("brightest", "my_plugin.detector:BrightestDetector", summary="...")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lungtk.core.registry import Registrar
+
+PROJECT = "lungtk"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def lungtk_register_detectors(registry: Registrar) -> None:
+    """Add detectors (``Detector`` protocol) with ``registry.add(name, factory, summary=...)``."""
+
+
+@hookspec
+def lungtk_register_segmenters(registry: Registrar) -> None:
+    """Add segmenters (``Segmenter`` protocol) with ``registry.add(name, factory, summary=...)``."""
+
+
+@hookspec
+def lungtk_register_classifiers(registry: Registrar) -> None:
+    """Add classifiers (``Classifier`` protocol) with ``registry.add(name, factory, summary=...)``."""
+
+
+@hookspec
+def lungtk_register_commands(app: Any) -> None:
+    """Add Typer sub-apps or commands to the ``lungtk`` command line (``app.add_typer(...)``).
+
+    Import Typer and anything heavy inside the hook or inside the commands, so that ``lungtk --help``
+    stays fast.
+    """
+
+
+@hookspec(firstresult=True)
+def lungtk_ct_reader(path: Path) -> Any | None:
+    """Return a callable ``reader(path) -> volume`` if this plugin can read ``path``, else ``None``.
+
+    The first plugin that answers wins; plugins loaded later are asked first (pluggy's LIFO order), so a
+    third-party reader can take over a format from the built-in one.
+    """

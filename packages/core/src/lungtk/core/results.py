@@ -1,0 +1,106 @@
+"""What components hand each other: candidates, nodule masks and findings, all in patient millimetres."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lungtk.core.geometry import Geometry
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A detected spot: centre in patient mm (x, y, z; ITK/LPS), diameter in mm, probability in [0, 1].
+
+    ``box_mm`` is an optional axis-aligned box (x0, y0, z0, x1, y1, z1) in patient mm.
+    """
+
+    center_xyz: tuple[float, float, float]
+    diameter_mm: float
+    probability: float
+    box_mm: tuple[float, float, float, float, float, float] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        center = tuple(float(v) for v in self.center_xyz)
+        if len(center) != 3 or not all(np.isfinite(center)):
+            raise ValueError(f"center_xyz must be 3 finite numbers, got {self.center_xyz!r}")
+        object.__setattr__(self, "center_xyz", center)
+        if not (self.diameter_mm >= 0 and np.isfinite(self.diameter_mm)):
+            raise ValueError(f"diameter_mm must be finite and >= 0, got {self.diameter_mm!r}")
+        if not (0.0 <= self.probability <= 1.0):
+            raise ValueError(f"probability must be in [0, 1], got {self.probability!r}")
+        object.__setattr__(self, "diameter_mm", float(self.diameter_mm))
+        object.__setattr__(self, "probability", float(self.probability))
+        if self.box_mm is not None:
+            object.__setattr__(self, "box_mm", tuple(float(v) for v in self.box_mm))
+
+    def as_dict(self) -> dict[str, Any]:
+        x, y, z = self.center_xyz
+        return {
+            "coordX": x,
+            "coordY": y,
+            "coordZ": z,
+            "diameter_mm": self.diameter_mm,
+            "probability": self.probability,
+            "box_mm": list(self.box_mm) if self.box_mm is not None else None,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class NoduleMask:
+    """A binary mask crop with its own geometry, so it can be pasted back into the scan.
+
+    ``texture`` optionally holds probabilities for ``ground-glass``, ``part-solid`` and ``solid``.
+    """
+
+    mask: NDArray[np.bool_]
+    geometry: Geometry
+    texture: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        mask = np.asarray(self.mask, dtype=bool)
+        if mask.ndim != 3:
+            raise ValueError(f"a nodule mask must be 3D (index, row, col), got shape {mask.shape}")
+        object.__setattr__(self, "mask", mask)
+
+    @property
+    def volume_mm3(self) -> float:
+        return float(self.mask.sum()) * self.geometry.voxel_volume
+
+    @property
+    def equivalent_diameter_mm(self) -> float:
+        """Diameter of the sphere with the mask's volume."""
+        return float((6.0 * self.volume_mm3 / np.pi) ** (1.0 / 3.0))
+
+    @property
+    def centroid_xyz(self) -> tuple[float, float, float] | None:
+        idx = np.argwhere(self.mask)
+        if idx.size == 0:
+            return None
+        x, y, z = self.geometry.irc2xyz(idx.mean(axis=0))
+        return (float(x), float(y), float(z))
+
+
+@dataclass(frozen=True, eq=False)
+class Finding:
+    """A candidate with what later stages learnt about it: a mask and labels (name -> probability
+    distribution, e.g. ``{"malignancy": {"benign": 0.2, "malignant": 0.8}}``)."""
+
+    candidate: Candidate
+    mask: NoduleMask | None = None
+    labels: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def with_mask(self, mask: NoduleMask | None) -> Finding:
+        return replace(self, mask=mask)
+
+    def with_labels(self, labels: dict[str, dict[str, float]]) -> Finding:
+        return replace(self, labels={**self.labels, **labels})
+
+    @property
+    def volume_mm3(self) -> float | None:
+        return self.mask.volume_mm3 if self.mask is not None else None

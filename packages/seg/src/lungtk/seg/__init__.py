@@ -1,0 +1,1 @@
+"""lungtk.seg: Lung-nodule segmentation networks, sliding-window and TTA inference, ensembles, candidate grouping."""
