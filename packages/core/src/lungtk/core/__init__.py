@@ -5,6 +5,7 @@ Import what a plugin needs from here::
     from lungtk.core import Candidate, hookimpl
 """
 
+from lungtk.core.atomic import atomic_path, write_bytes, write_text
 from lungtk.core.errors import DuplicateComponentError, LungtkError, PluginLoadError, UnknownComponentError
 from lungtk.core.geometry import Geometry
 from lungtk.core.hookspecs import hookimpl, hookspec
@@ -33,8 +34,11 @@ __all__ = [
     "Segmenter",
     "UnknownComponentError",
     "Volume",
+    "atomic_path",
     "get_plugins",
     "get_registry",
     "hookimpl",
     "hookspec",
+    "write_bytes",
+    "write_text",
 ]

@@ -61,9 +61,7 @@ class ComponentSpec:
 class Registry:
     """All registered components, by kind and name."""
 
-    _specs: dict[Kind, dict[str, ComponentSpec]] = field(
-        default_factory=lambda: {kind: {} for kind in KINDS}
-    )
+    _specs: dict[Kind, dict[str, ComponentSpec]] = field(default_factory=lambda: {kind: {} for kind in KINDS})
 
     def add(self, spec: ComponentSpec) -> None:
         if spec.kind not in self._specs:
@@ -91,7 +89,8 @@ class Registry:
             hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             listing = f"available: {', '.join(known)}" if known else f"no {kind} is installed"
             raise UnknownComponentError(
-                f"unknown {kind} '{name}'; " + "; ".join(x for x in (hint, listing) if x)
+                f"unknown {kind} '{name}'; "
+                + "; ".join(x for x in (hint, listing) if x)
                 + " (see `lungtk plugins list`)"
             ) from None
 

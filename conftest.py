@@ -1,0 +1,70 @@
+"""Fixtures shared by every package's tests."""
+
+from __future__ import annotations
+
+import itertools
+from importlib.metadata import distributions
+from pathlib import Path
+
+import pytest
+
+_counter = itertools.count()
+
+
+class PluginSite:
+    """A folder on sys.path where tests install fake plugin distributions as real ``*.dist-info``
+    metadata, so discovery goes through importlib.metadata exactly as for an installed package."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def add(self, dist: str, source: str, *, version: str = "1.0", ep_name: str | None = None) -> str:
+        module = f"fake_plugin_{dist.replace('-', '_')}_{next(_counter)}"
+        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[lungtk]\n{ep_name or dist} = {module}\n")
+        (self.root / f"{module}.py").write_text(source)
+        return module
+
+    def entry_points(self):
+        return [
+            ep for d in distributions(path=[str(self.root)]) for ep in d.entry_points if ep.group == "lungtk"
+        ]
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch) -> PluginSite:
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    return PluginSite(root)
+
+
+GOOD_PLUGIN = """
+from lungtk.core import hookimpl
+
+@hookimpl
+def lungtk_register_detectors(registry):
+    registry.add("fake-det", "collections:OrderedDict", summary="a fake detector")
+
+@hookimpl
+def lungtk_register_classifiers(registry):
+    registry.add("fake-cls", "collections:OrderedDict")
+"""
+
+BROKEN_PLUGIN = "raise RuntimeError('this plugin is broken on purpose')\n"
+
+DUPLICATE_PLUGIN = """
+from lungtk.core import hookimpl
+
+@hookimpl
+def lungtk_register_detectors(registry):
+    registry.add("other-det", "collections:OrderedDict")
+    registry.add("fake-det", "collections:OrderedDict")
+"""
+
+
+@pytest.fixture
+def plugin_sources() -> dict[str, str]:
+    return {"good": GOOD_PLUGIN, "broken": BROKEN_PLUGIN, "duplicate": DUPLICATE_PLUGIN}

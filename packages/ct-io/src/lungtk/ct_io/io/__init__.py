@@ -1,0 +1,1 @@
+"""Reading and writing CT volumes and label masks."""

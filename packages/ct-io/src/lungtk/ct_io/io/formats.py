@@ -1,0 +1,106 @@
+"""Pick a reader or writer by path: ``read_ct`` and ``write_image``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lungtk.core import Geometry
+from lungtk.ct_io.errors import CTReadError
+from lungtk.ct_io.io.mhd import read_mhd, write_mhd
+from lungtk.ct_io.io.nifti import read_nifti, write_nifti
+from lungtk.ct_io.io.sitk import read_dicom_series, read_with_sitk, write_with_sitk
+from lungtk.ct_io.volume import CTVolume
+
+READ_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz", ".nrrd", ".nhdr", "<DICOM folder>")
+WRITE_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz", ".nrrd")
+
+
+def format_of(path: str | os.PathLike[str]) -> str:
+    """``mhd``, ``nifti``, ``nrrd``, ``dicom`` or ``unknown``."""
+    path = Path(path)
+    name = path.name.lower()
+    if path.is_dir():
+        return "dicom"
+    if name.endswith((".mhd", ".mha")):
+        return "mhd"
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if name.endswith((".nrrd", ".nhdr")):
+        return "nrrd"
+    if name.endswith(".dcm"):
+        return "dicom"
+    return "unknown"
+
+
+def series_uid_of(path: str | os.PathLike[str]) -> str:
+    """The file name without its image extension, as LUNA16 names scans by series UID."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".mhd", ".mha", ".nii", ".nrrd", ".nhdr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _check_values(array: NDArray[Any], path: Path) -> None:
+    if array.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise CTReadError(path, f"contains {bad} NaN/infinite voxels; fix or mask them before analysis")
+    elif array.dtype.kind not in "iub":
+        raise CTReadError(path, f"has unsupported pixel type {array.dtype}")
+
+
+def read_ct(path: str | os.PathLike[str], *, series: str | None = None, mmap: bool = False) -> CTVolume:
+    """Read a CT volume: MHD/MHA, NIfTI, NRRD, or a DICOM series folder (pick one with ``series``)."""
+    path = Path(path)
+    if not path.exists():
+        raise CTReadError(path, "not found; check the path")
+    kind = format_of(path)
+    if kind == "dicom":
+        folder = path if path.is_dir() else path.parent
+        array, geometry, uid = read_dicom_series(folder, series)
+        volume = CTVolume(array, geometry, series_uid=uid, path=folder)
+    else:
+        if kind == "mhd":
+            array, geometry = read_mhd(path, mmap=mmap)
+        elif kind == "nifti":
+            array, geometry = read_nifti(path)
+        elif kind == "nrrd":
+            array, geometry = read_with_sitk(path)
+        else:
+            raise CTReadError(path, f"unknown image format; lungtk reads {', '.join(READ_SUFFIXES)}")
+        volume = CTVolume(array, geometry, series_uid=series_uid_of(path), path=path)
+    if not mmap:
+        _check_values(volume.array, path)
+    return volume
+
+
+def write_image(
+    path: str | os.PathLike[str], array: NDArray[Any] | CTVolume, geometry: Geometry | None = None
+) -> Path:
+    """Write a volume or a label mask (bool / integer array) with its geometry; the format follows the
+    suffix. Writes are atomic."""
+    if isinstance(array, CTVolume):
+        geometry = geometry or array.geometry
+        array = np.asarray(array.array)
+    if geometry is None:
+        raise ValueError("write_image needs a geometry for a bare array")
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".mhd"):
+        return write_mhd(path, array, geometry)
+    if name.endswith((".nii", ".nii.gz")):
+        return write_nifti(path, array, geometry)
+    if name.endswith((".nrrd", ".mha")):
+        return write_with_sitk(path, array, geometry)
+    raise CTReadError(path, f"unknown output format; lungtk writes {', '.join(WRITE_SUFFIXES)}")
+
+
+def read_image(path: str | os.PathLike[str], **kwargs: Any) -> CTVolume:
+    """Alias of ``read_ct`` for label masks and other non-CT images."""
+    return read_ct(path, **kwargs)
