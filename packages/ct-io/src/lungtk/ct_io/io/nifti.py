@@ -40,15 +40,12 @@ def read_nifti(path: str | Path) -> tuple[NDArray[Any], Geometry]:
         array = np.asanyarray(image.dataobj)
     except (ImageFileError, OSError, EOFError, ValueError) as exc:
         raise CTReadError(path, f"is not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
-    if array.dtype.names is not None or (
-        array.ndim >= 4
-        and array.shape[3] == 3
-        and array.ndim == 4
-        and image.header.get_intent()[0] == "vector"
-    ):
+    if array.dtype.names is not None or (array.ndim == 5 and array.shape[4] > 1):
         raise CTReadError(path, "holds RGB/vector voxels; a CT volume has one value per voxel")
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
+    if array.ndim == 4:
+        raise CTReadError(path, f"is a 4D series of {array.shape[3]} volumes; lungtk needs one 3D volume")
     if array.ndim != 3:
         raise CTReadError(path, f"is a {array.ndim}D image of shape {array.shape}; lungtk needs a 3D volume")
     try:
