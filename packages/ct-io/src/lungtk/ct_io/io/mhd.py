@@ -74,29 +74,14 @@ def _numbers(header: dict[str, str], key: str, path: Path, count: int, default: 
     return values
 
 
-def read_mhd(path: str | Path, *, mmap: bool = False) -> tuple[NDArray[Any], Geometry]:
-    """Read a MetaImage; returns the (index, row, col) array and its geometry.
-
-    With ``mmap=True`` an uncompressed data file is memory-mapped read-only instead of loaded.
-    """
-    path = Path(path)
-    header, header_end = read_header(path)
+def read_mhd_geometry(header: dict[str, str], path: Path) -> tuple[Geometry, tuple[int, int, int]]:
+    """Geometry and (index, row, col) shape described by a parsed MetaImage header."""
     ndims = int(_numbers(header, "NDims", path, 1)[0])
     if ndims != 3:
         raise CTReadError(path, f"is a {ndims}D image; lungtk needs a 3D CT volume")
-    channels = int(_numbers(header, "ElementNumberOfChannels", path, 1, default=[1])[0])
-    if channels != 1:
-        raise CTReadError(path, f"has {channels} channels per voxel (RGB/vector); a CT volume has one")
     size = [int(v) for v in _numbers(header, "DimSize", path, 3)]
     if min(size) < 1:
         raise CTReadError(path, f"has an empty dimension (DimSize {size})")
-    element = header.get("ElementType", "")
-    if element not in ELEMENT_TYPES:
-        raise CTReadError(
-            path, f"unsupported pixel type {element or '(none)'}; supported: {', '.join(ELEMENT_TYPES)}"
-        )
-    big_endian = header.get("BinaryDataByteOrderMSB", header.get("ElementByteOrderMSB", "False")) == "True"
-    dtype = np.dtype(("<", ">")[big_endian] + ELEMENT_TYPES[element])
     spacing = _numbers(
         header, "ElementSpacing", path, 3, default=_numbers(header, "ElementSize", path, 3, default=[1, 1, 1])
     )
@@ -115,8 +100,28 @@ def read_mhd(path: str | Path, *, mmap: bool = False) -> tuple[NDArray[Any], Geo
         geometry = Geometry(np.array(origin), np.array(spacing), np.array(matrix).reshape(3, 3).T)
     except ValueError as exc:
         raise CTReadError(path, f"invalid geometry in header: {exc}") from None
+    return geometry, (size[2], size[1], size[0])
 
-    shape = tuple(size[::-1])
+
+def read_mhd(path: str | Path, *, mmap: bool = False) -> tuple[NDArray[Any], Geometry]:
+    """Read a MetaImage; returns the (index, row, col) array and its geometry.
+
+    With ``mmap=True`` an uncompressed data file is memory-mapped read-only instead of loaded.
+    """
+    path = Path(path)
+    header, header_end = read_header(path)
+    geometry, shape = read_mhd_geometry(header, path)
+    size = list(shape[::-1])
+    channels = int(_numbers(header, "ElementNumberOfChannels", path, 1, default=[1])[0])
+    if channels != 1:
+        raise CTReadError(path, f"has {channels} channels per voxel (RGB/vector); a CT volume has one")
+    element = header.get("ElementType", "")
+    if element not in ELEMENT_TYPES:
+        raise CTReadError(
+            path, f"unsupported pixel type {element or '(none)'}; supported: {', '.join(ELEMENT_TYPES)}"
+        )
+    big_endian = header.get("BinaryDataByteOrderMSB", header.get("ElementByteOrderMSB", "False")) == "True"
+    dtype = np.dtype(("<", ">")[big_endian] + ELEMENT_TYPES[element])
     n_bytes = int(np.prod(shape)) * dtype.itemsize
     data_name = header["ElementDataFile"]
     compressed = header.get("CompressedData", "False") == "True"
