@@ -109,8 +109,8 @@ def synthetic_chest(shape=(40, 96, 96), spacing=(0.8, 0.8, 2.0)):
         lungs |= ((k - 20) / 17) ** 2 + ((j - 46) / 30) ** 2 + ((i - ci) / 15) ** 2 <= 1
     hu[lungs] = -850.0
     hu[lungs & (np.hypot(j - 46, i - 28) <= 1.5)] = 30.0  # a vessel along the slice axis
-    nodule_irc = np.array([20, 46, 14])  # sits on the outer wall of the left lung
-    nodule = ((k - 20) * 2.0) ** 2 + ((j - 46) * 0.8) ** 2 + ((i - 14) * 0.8) ** 2 <= 4.0**2
+    nodule_irc = np.array([20, 46, 16])  # juxta-pleural: crosses the outer wall of the left lung (i=13)
+    nodule = ((k - 20) * 2.0) ** 2 + ((j - 46) * 0.8) ** 2 + ((i - 16) * 0.8) ** 2 <= 4.0**2
     hu[nodule] = 20.0
     return CTVolume(hu, Geometry(np.zeros(3), np.array(spacing), np.eye(3))), lungs, nodule_irc
 
