@@ -68,3 +68,30 @@ def lungtk_register_detectors(registry):
 @pytest.fixture
 def plugin_sources() -> dict[str, str]:
     return {"good": GOOD_PLUGIN, "broken": BROKEN_PLUGIN, "duplicate": DUPLICATE_PLUGIN}
+
+
+@pytest.fixture
+def lungtk_cli_env(tmp_path):
+    """Run ``lungtk`` in a fresh interpreter with its cache in a temporary folder."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "LUNGTK_CACHE_DIR": str(tmp_path / "lungtk-cache"),
+    }
+    env.pop("LUNGTK_DEBUG", None)
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "lungtk.cli.main", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    return run, env

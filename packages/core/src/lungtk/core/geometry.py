@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+_CHUNK = 16384
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
@@ -61,13 +62,15 @@ class Geometry:
         for name, value in (("origin", origin), ("spacing", spacing), ("direction", direction)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
-        # x_index = inv(D) (xyz - origin) / spacing, as one matrix acting on row vectors.
-        to_index = (np.linalg.inv(direction) / spacing[:, None]).T
-        to_index.setflags(write=False)
-        object.__setattr__(self, "_to_index", to_index)
-        to_xyz = (direction * spacing[None, :]).T
-        to_xyz.setflags(write=False)
-        object.__setattr__(self, "_to_xyz", to_xyz)
+        # Row-vector forms with the (col,row,index) <-> (index,row,col) reversal and the origin folded in:
+        #   irc = xyz @ A + b,  A = (inv(D) / spacing[:, None]).T reversed,  b = -origin @ A
+        #   xyz = irc @ B + origin,  B = (D * spacing).T reversed
+        to_irc = (np.linalg.inv(direction) / spacing[:, None]).T[:, ::-1].copy()
+        to_xyz = (direction * spacing[None, :]).T[::-1, :].copy()
+        irc_offset = -origin @ to_irc
+        for name, value in (("_to_irc", to_irc), ("_to_xyz", to_xyz), ("_irc_offset", irc_offset)):
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
 
     # -- transforms --------------------------------------------------------------------------------------
     def xyz2irc(self, xyz: ArrayLike, *, continuous: bool = False) -> NDArray[Any]:
@@ -77,16 +80,24 @@ class Geometry:
         (halves round up).
         """
         pts, single = _points(xyz)
-        cri = (pts - self.origin) @ self._to_index  # type: ignore[attr-defined]
-        irc = cri[:, ::-1]
-        if not continuous:
-            irc = np.floor(irc + 0.5).astype(np.int64)
+        offset = self._irc_offset if continuous else self._irc_offset + 0.5  # type: ignore[attr-defined]
+        irc = np.empty(pts.shape, dtype=np.float64 if continuous else np.int64)
+        buffer = np.empty((min(len(pts), _CHUNK), 3))
+        for start in range(0, len(pts), _CHUNK):  # cache-sized chunks: one pass over memory, not five
+            rows = pts[start : start + _CHUNK]
+            out = buffer[: len(rows)]
+            np.matmul(rows, self._to_irc, out=out)  # type: ignore[attr-defined]
+            out += offset
+            if not continuous:
+                np.floor(out, out=out)
+            irc[start : start + _CHUNK] = out
         return irc[0] if single else irc
 
     def irc2xyz(self, irc: ArrayLike) -> NDArray[np.float64]:
         """Voxel (index, row, col), integer or continuous -> patient mm (x, y, z)."""
         pts, single = _points(irc)
-        xyz = pts[:, ::-1] @ self._to_xyz + self.origin  # type: ignore[attr-defined]
+        xyz = pts @ self._to_xyz  # type: ignore[attr-defined]
+        xyz += self.origin
         return xyz[0] if single else xyz
 
     # -- conveniences ------------------------------------------------------------------------------------

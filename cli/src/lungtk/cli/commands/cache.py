@@ -1,0 +1,73 @@
+"""``lungtk cache``: decode scans once into the disk cache, inspect it, clear it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lungtk.cli.console import note, progress_bar, stdout
+
+app = typer.Typer(
+    help="The scan cache ($LUNGTK_CACHE_DIR, default ~/.cache/lungtk): scans decoded once, cropped fast.",
+    no_args_is_help=True,
+)
+
+
+def _scans(paths: list[Path]) -> list[Path]:
+    from lungtk.ct_io.points import find_scans
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir() and not any(p.suffix.lower() == ".dcm" for p in path.iterdir()):
+            found.extend(find_scans(path).values())
+        else:
+            found.append(path)
+    return found
+
+
+@app.command("warm")
+def warm(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Scans, or folders searched for scans (a DICOM folder is one scan).")
+    ],
+) -> None:
+    """Decode scans into the cache (already cached ones are skipped)."""
+    from lungtk.ct_io.cache import VolumeCache
+
+    cache = VolumeCache()
+    scans = _scans(paths)
+    decoded = 0
+    with progress_bar() as progress:
+        task = progress.add_task("warming cache", total=len(scans))
+        for scan in scans:
+            decoded += cache.warm(scan)
+            progress.advance(task)
+    note(f"{decoded} decoded, {len(scans) - decoded} already cached, in {cache.root}")
+
+
+@app.command("info")
+def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Where the cache is and how much it holds."""
+    from lungtk.ct_io.cache import VolumeCache
+
+    details = VolumeCache().info()
+    if as_json:
+        stdout.print_json(json.dumps(details.as_dict()))
+    else:
+        print(
+            f"root: {details.root}\nvolumes: {details.volumes}\ncrops: {details.crops}\n"
+            f"size: {details.bytes / 2**20:.1f} MiB"
+        )
+
+
+@app.command("clear")
+def clear() -> None:
+    """Remove every cached scan and crop."""
+    from lungtk.ct_io.cache import VolumeCache
+
+    cache = VolumeCache()
+    freed = cache.clear()
+    note(f"cleared {cache.root} ({freed / 2**20:.1f} MiB freed)")
