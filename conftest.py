@@ -89,7 +89,8 @@ def lungtk_cli_env(tmp_path):
         return subprocess.run(
             [sys.executable, "-m", "lungtk.cli.main", *map(str, args)],
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             env=env,
             timeout=300,
         )

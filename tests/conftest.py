@@ -15,7 +15,8 @@ def lungtk_cli():
         proc = subprocess.run(
             [sys.executable, "-m", "lungtk.cli.main", *map(str, args)],
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             env=merged,
             timeout=300,
         )

@@ -20,7 +20,8 @@ def test_help_lists_groups_and_does_not_import_torch():
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         check=True,
         env={**os.environ, "COLUMNS": "200"},
     ).stdout
