@@ -70,29 +70,34 @@ def plugin_sources() -> dict[str, str]:
     return {"good": GOOD_PLUGIN, "broken": BROKEN_PLUGIN, "duplicate": DUPLICATE_PLUGIN}
 
 
-@pytest.fixture
-def lungtk_cli_env(tmp_path):
-    """Run ``lungtk`` in a fresh interpreter with its cache in a temporary folder."""
+def run_lungtk(*args, env: dict[str, str] | None = None):
+    """Run ``lungtk`` in a fresh interpreter, as a user would; returns the CompletedProcess."""
     import os
     import subprocess
     import sys
 
-    env = {
-        **os.environ,
-        "COLUMNS": "200",
-        "NO_COLOR": "1",
-        "LUNGTK_CACHE_DIR": str(tmp_path / "lungtk-cache"),
-    }
-    env.pop("LUNGTK_DEBUG", None)
+    merged = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    merged.pop("LUNGTK_DEBUG", None)
+    merged.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "lungtk.cli.main", *map(str, args)],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        env=merged,
+        timeout=300,
+    )
 
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "lungtk.cli.main", *map(str, args)],
-            capture_output=True,
-            encoding="utf-8",
-            errors="replace",
-            env=env,
-            timeout=300,
-        )
 
-    return run, env
+@pytest.fixture
+def lungtk_cli(tmp_path):
+    """``run(*args, env=None, check=None)``: lungtk in a subprocess, its cache in a temporary folder."""
+    cache = {"LUNGTK_CACHE_DIR": str(tmp_path / "lungtk-cache")}
+
+    def run(*args, env=None, check=None):
+        proc = run_lungtk(*args, env={**cache, **(env or {})})
+        if check is not None:
+            assert proc.returncode == check, proc.stdout + proc.stderr
+        return proc
+
+    return run

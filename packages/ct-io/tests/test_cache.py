@@ -73,8 +73,8 @@ def test_crop_cache_returns_the_same_crop_as_cropping_the_scan(tmp_path):
     assert crops.volumes.info().crops == 1
 
 
-def test_cache_cli_warm_info_clear(lungtk_cli_env, tmp_path):
-    run, _ = lungtk_cli_env
+def test_cache_cli_warm_info_clear(lungtk_cli, tmp_path):
+    run = lungtk_cli
     for i in range(3):
         make_scan(tmp_path / "data" / f"subset{i % 2}" / f"1.2.{i}.mhd", seed=i)
     proc = run("cache", "warm", tmp_path / "data")
