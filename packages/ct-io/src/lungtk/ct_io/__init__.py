@@ -8,7 +8,7 @@ caches and data-set indexes. Torch-free.
 
 from lungtk.core import Geometry
 from lungtk.ct_io.errors import CTReadError
-from lungtk.ct_io.io.formats import format_of, read_ct, read_image, series_uid_of, write_image
+from lungtk.ct_io.io.formats import format_of, read_ct, series_uid_of, write_image
 from lungtk.ct_io.volume import CTVolume
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "Geometry",
     "format_of",
     "read_ct",
-    "read_image",
     "series_uid_of",
     "write_image",
 ]

@@ -16,7 +16,7 @@ import json
 import mmap
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,17 +163,6 @@ class VolumeCache:
         if cached is not None:
             return cached
         return self.put(path, read_ct(path, series=series), series)
-
-    def warm_many(
-        self, paths: Iterable[str | os.PathLike[str]], on_done: Callable[[Path, bool], None] | None = None
-    ) -> int:
-        decoded = 0
-        for path in paths:
-            fresh = self.warm(path)
-            decoded += fresh
-            if on_done is not None:
-                on_done(Path(path), fresh)
-        return decoded
 
     def info(self) -> CacheInfo:
         volumes = len(list(self.dir.glob("*.json"))) if self.dir.is_dir() else 0

@@ -99,8 +99,3 @@ def write_image(
     if name.endswith((".nrrd", ".mha")):
         return write_with_sitk(path, array, geometry)
     raise CTReadError(path, f"unknown output format; lungtk writes {', '.join(WRITE_SUFFIXES)}")
-
-
-def read_image(path: str | os.PathLike[str], **kwargs: Any) -> CTVolume:
-    """Alias of ``read_ct`` for label masks and other non-CT images."""
-    return read_ct(path, **kwargs)
