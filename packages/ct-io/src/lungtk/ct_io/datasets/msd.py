@@ -1,0 +1,50 @@
+"""Medical Segmentation Decathlon Task06_Lung: ``dataset.json`` naming ``imagesTr/lung_XXX.nii.gz`` with
+``labelsTr/lung_XXX.nii.gz`` (tumour = 1) and the unlabelled ``imagesTs``.
+
+The index follows dataset.json rather than globbing: the published archive also holds macOS ``._lung_*``
+resource files that are not images. Each case is one patient.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from lungtk.core import LungtkError
+from lungtk.ct_io.datasets.records import DatasetIndex, ScanEntry
+from lungtk.ct_io.io.formats import series_uid_of
+
+
+def _resolve(root: Path, relative: str, index: Path) -> Path | None:
+    if not isinstance(relative, str) or not relative:
+        raise LungtkError(f"{index}: an entry names no file ({relative!r})")
+    path = (root / relative).resolve()
+    return path if path.is_file() else None
+
+
+def load_msd(root: str | os.PathLike[str]) -> DatasetIndex:
+    """Index an MSD task folder (Task06_Lung or any other task in the same layout)."""
+    root = Path(root)
+    index = root / "dataset.json"
+    if not index.is_file():
+        raise LungtkError(f"{root}: no dataset.json; point at the task folder (e.g. Task06_Lung)")
+    try:
+        meta = json.loads(index.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LungtkError(f"{index}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or "training" not in meta:
+        raise LungtkError(f"{index}: has no 'training' list; is this a Decathlon dataset.json?")
+    scans: dict[str, ScanEntry] = {}
+    for item in meta.get("training", []):
+        if not isinstance(item, dict) or "image" not in item:
+            raise LungtkError(f"{index}: a 'training' entry has no 'image': {item!r}")
+        image = _resolve(root, item["image"], index)
+        label = _resolve(root, item["label"], index) if item.get("label") else None
+        uid = series_uid_of(item["image"])
+        scans[uid] = ScanEntry(uid, uid, image, (label,) if label else (), "training")
+    for item in meta.get("test", []):
+        relative = item["image"] if isinstance(item, dict) else item
+        uid = series_uid_of(relative)
+        scans[uid] = ScanEntry(uid, uid, _resolve(root, relative, index), (), "test")
+    return DatasetIndex(str(meta.get("name") or root.name), root, scans)
