@@ -26,7 +26,9 @@ def test_data_info_and_split(tmp_path, lungtk_cli):
     info = json.loads(lungtk_cli("data", "info", tmp_path / "luna", "--json", check=0).stdout)
     assert info["dataset"] == "luna16" and info["scans_on_disk"] == 6 and info["annotations"] == 3
 
-    proc = lungtk_cli("data", "split", tmp_path / "luna", "--val", "0.5", "--test", "0", "--seed", "2", check=0)
+    proc = lungtk_cli(
+        "data", "split", tmp_path / "luna", "--val", "0.5", "--test", "0", "--seed", "2", check=0
+    )
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert sorted(r["uid"] for r in rows) == sorted(uids)
     assert sorted(r["split"] for r in rows) == ["train"] * 3 + ["val"] * 3

@@ -1,0 +1,296 @@
+"""``lungtk fleischner``: follow-up recommendations (2017 guideline or LNDb scoring), the learned
+predictor of seed 000, and agreement with reference categories."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from lungtk.cli.console import note, stdout
+from lungtk.core import LungtkError, write_text
+
+if TYPE_CHECKING:
+    from lungtk.fleischner import Case, Recommendation
+
+app = typer.Typer(
+    help="Follow-up recommendations from nodule tables: the 2017 Fleischner guideline, the LNDb scoring, "
+    "or a learned Random Forest.",
+    no_args_is_help=True,
+)
+
+
+class Scheme(StrEnum):
+    fleischner2017 = "fleischner2017"
+    lndb = "lndb"
+
+
+class RiskLevel(StrEnum):
+    low = "low"
+    high = "high"
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+NodulesArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Nodule CSV (columns by name: patient, volume_mm3 and/or diameter_mm, texture, optional "
+        "solid_component_mm, calcified, risk, nodule_prob, age, known_cancer, immunocompromised, screening) "
+        "or the pipeline's findings.json.",
+    ),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format (stdout).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")]
+
+
+def _emit(results: list[Recommendation], fmt: Format, out: Path | None) -> None:
+    rows = [r.as_dict() for r in results]
+    if fmt is Format.json:
+        text = json.dumps(rows, indent=2) + "\n"
+    elif fmt is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        with_p = any(r.probabilities for r in results)
+        writer.writerow(
+            ["patient", "scheme", "category", "recommendation", "driver", "nodules", "risk", "notes"]
+            + (["p0", "p1", "p2", "p3"] if with_p else [])
+        )
+        for r in results:
+            writer.writerow(
+                [
+                    r.patient,
+                    r.scheme,
+                    r.category,
+                    r.recommendation,
+                    r.driver or "",
+                    r.nodules,
+                    r.risk or "",
+                    " ".join(r.notes),
+                ]
+                + ([f"{p:.6f}" for p in (r.probabilities or [])] if with_p else [])
+            )
+        text = buffer.getvalue()
+    else:
+        if out is not None:
+            raise LungtkError("--out writes json or csv; pick one with --format")
+        _print_table(results)
+        return
+    if out is None:
+        print(text, end="")
+    else:
+        write_text(out, text)
+        note(f"wrote {len(results)} recommendation(s) to {out}")
+
+
+def _print_table(results: list[Recommendation]) -> None:
+    from rich.table import Table
+
+    table = Table("patient", "category", "recommendation", "driver", "nodules", "notes")
+    for r in results:
+        table.add_row(
+            r.patient, str(r.category), r.recommendation, r.driver or "-", str(r.nodules), " ".join(r.notes)
+        )
+    stdout.print(table)
+
+
+@app.command("recommend")
+def recommend(
+    nodules: NodulesArg,
+    scheme: Annotated[Scheme, typer.Option("--scheme", help="Rules to apply.")] = Scheme.fleischner2017,
+    risk: Annotated[
+        RiskLevel, typer.Option("--risk", help="Patient risk where the table has no `risk` column.")
+    ] = RiskLevel.high,
+    min_prob: Annotated[
+        float, typer.Option("--min-prob", help="Leave out findings whose nodule_prob is below this.")
+    ] = 0.5,
+    fmt: FormatOpt = Format.table,
+    out: OutOpt = None,
+) -> None:
+    """Recommend follow-up per patient; the most suspicious nodule drives it (`driver`: the row's `id`
+    column, else its 1-based number within the patient).
+
+    Categories use the LNDb scale: 0 no routine follow-up, 1 CT at 6-12 months, 2 CT at 3-6 months,
+    3 CT at 3 months / PET-CT / tissue sampling.
+    """
+    from lungtk.fleischner import read_cases, recommend_cases
+
+    results = recommend_cases(read_cases(nodules), scheme.value, risk.value, min_probability=min_prob)
+    _emit(results, fmt, out)
+
+
+def _read_labels(path: Path) -> dict[str, int]:
+    """patient (or seriesuid / LNDbID) -> category (or Fleischner) from a CSV."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise LungtkError(f"{path}: no such file") from None
+    header = set(rows[0]) if rows else set()
+    id_col = next((c for c in ("patient", "seriesuid", "LNDbID") if c in header), None)
+    cat_col = next((c for c in ("category", "Fleischner", "fleischner") if c in header), None)
+    if id_col is None or cat_col is None:
+        raise LungtkError(f"{path}: needs a 'patient' and a 'category' column (or LNDb's LNDbID,Fleischner)")
+    labels = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            value = int(float(row[cat_col]))
+        except (TypeError, ValueError):
+            raise LungtkError(
+                f"{path}: line {line}, column '{cat_col}': {row[cat_col]!r} is not 0-3"
+            ) from None
+        if not 0 <= value <= 3:
+            raise LungtkError(f"{path}: line {line}, column '{cat_col}': {value} is not 0-3")
+        labels[row[id_col].strip()] = value
+    return labels
+
+
+def _lndb_cases(root: Path) -> tuple[dict[str, Case], dict[str, int]]:
+    """Merged reader findings (nodules only) and reference categories of an LNDb folder."""
+    from lungtk.ct_io.datasets import load_lndb
+    from lungtk.fleischner import Case, Nodule, parse_texture
+
+    index = load_lndb(root)
+    cases = {uid: Case(uid) for uid in index.scans}
+    for a in index.annotations:
+        if a.is_nodule and a.texture is not None and a.volume_mm3 is not None:
+            cases[a.uid].nodules.append(
+                Nodule(parse_texture(a.texture), volume_mm3=a.volume_mm3, id=a.finding)
+            )
+    labels = {s.uid: s.fleischner for s in index if s.fleischner is not None}
+    return cases, labels  # type: ignore[return-value]
+
+
+def _inputs(
+    nodules: Path | None, labels: Path | None, lndb: Path | None
+) -> tuple[dict[str, Case], dict[str, int]]:
+    from lungtk.fleischner import read_cases
+
+    if lndb is not None:
+        if nodules is not None or labels is not None:
+            raise LungtkError("give either --lndb or a nodule table with --labels, not both")
+        return _lndb_cases(lndb)
+    if nodules is None or labels is None:
+        raise LungtkError("give a nodule table and --labels (patient,category), or --lndb FOLDER")
+    return read_cases(nodules), _read_labels(labels)
+
+
+LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="CSV of patient,category (reference).")]
+LndbOpt = Annotated[
+    Path | None,
+    typer.Option("--lndb", help="An LNDb folder: merged reader findings and trainFleischner.csv."),
+]
+OptionalNodules = Annotated[Path | None, typer.Argument(help="Nodule CSV or findings.json (see recommend).")]
+
+
+@app.command("train")
+def train(
+    nodules: OptionalNodules = None,
+    labels: LabelsOpt = None,
+    lndb: LndbOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the model (.joblib).")] = Path(
+        "fleischner-forest.joblib"
+    ),
+    trees: Annotated[int, typer.Option("--trees", help="Number of trees.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Fit seed 000's Random Forest on the 6-count patient features (nodules per volume class and texture).
+
+    The model is a joblib pickle: load only models you trained yourself or trust.
+    """
+    from lungtk.fleischner.forest import FleischnerForest
+
+    cases, reference = _inputs(nodules, labels, lndb)
+    forest = FleischnerForest.fit(
+        {p: c.nodules for p, c in cases.items()}, reference, n_estimators=trees, seed=seed
+    )
+    forest.save(out)
+    note(f"trained on {len(reference)} patients (categories {sorted(set(reference.values()))}); saved {out}")
+
+
+def _forest_results(cases: dict[str, Case], model: Path) -> list[Recommendation]:
+    from lungtk.fleischner import CATEGORIES, Recommendation
+    from lungtk.fleischner.forest import FleischnerForest
+
+    forest = FleischnerForest.load(model)
+    proba = forest.predict_proba({p: c.nodules for p, c in cases.items()})
+    results = []
+    for patient, p in proba.items():
+        category = int(p.argmax())
+        results.append(
+            Recommendation(
+                patient,
+                "forest",
+                category,
+                CATEGORIES[category],
+                None,
+                len(cases[patient].nodules),
+                probabilities=[round(float(v), 6) for v in p],
+            )
+        )
+    return results
+
+
+@app.command("predict")
+def predict(
+    nodules: NodulesArg,
+    model: Annotated[Path, typer.Option("--model", "-m", help="A model from `lungtk fleischner train`.")],
+    fmt: FormatOpt = Format.table,
+    out: OutOpt = None,
+) -> None:
+    """Predict follow-up categories with a trained forest (and their probabilities)."""
+    from lungtk.fleischner import read_cases
+
+    _emit(_forest_results(read_cases(nodules), model), fmt, out)
+
+
+@app.command("eval")
+def evaluate(
+    nodules: OptionalNodules = None,
+    labels: LabelsOpt = None,
+    lndb: LndbOpt = None,
+    scheme: Annotated[Scheme, typer.Option("--scheme", help="Rules to evaluate.")] = Scheme.lndb,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Evaluate a trained forest instead.")
+    ] = None,
+    risk: Annotated[RiskLevel, typer.Option("--risk")] = RiskLevel.high,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Agreement with reference categories: Fleiss-Cohen (quadratic) kappa, balanced accuracy, confusion."""
+    from lungtk.fleischner import balanced_accuracy, confusion_matrix, recommend_cases, weighted_kappa
+
+    cases, reference = _inputs(nodules, labels, lndb)
+    missing = [p for p in reference if p not in cases]
+    from lungtk.fleischner import Case
+
+    cases = {**cases, **{p: Case(p) for p in missing}}  # labelled patients without rows have no nodules
+    results = _forest_results(cases, model) if model else recommend_cases(cases, scheme.value, risk.value)
+    predicted = {r.patient: r.category for r in results}
+    ids = sorted(reference)
+    truth, guess = [reference[p] for p in ids], [predicted[p] for p in ids]
+    summary = {
+        "predictor": f"model {model}" if model else scheme.value,
+        "patients": len(ids),
+        "kappa_quadratic": round(weighted_kappa(truth, guess), 4),
+        "balanced_accuracy": round(balanced_accuracy(truth, guess), 4),
+        "confusion_matrix": confusion_matrix(truth, guess).tolist(),
+    }
+    if as_json:
+        stdout.print_json(json.dumps(summary))
+        return
+    print(f"predictor          {summary['predictor']}")
+    print(f"patients           {summary['patients']}")
+    print(f"kappa (quadratic)  {summary['kappa_quadratic']:.4f}")
+    print(f"balanced accuracy  {summary['balanced_accuracy']:.4f}")
+    print("confusion (rows = reference 0-3, columns = predicted 0-3)")
+    for row in summary["confusion_matrix"]:  # type: ignore[union-attr]
+        print("  " + " ".join(f"{v:5d}" for v in row))

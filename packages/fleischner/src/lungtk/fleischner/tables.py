@@ -1,0 +1,214 @@
+"""Read nodule tables (CSV, or the pipeline's findings.json) into patients, and score them.
+
+Columns are found by header name, in any order: ``patient`` (or ``seriesuid``; optional, one patient
+when absent), ``volume_mm3`` and/or ``diameter_mm``, ``texture``, and optionally ``solid_component_mm``,
+``calcified``, ``risk``, ``nodule_prob`` (or ``probability``), ``age``, ``known_cancer``,
+``immunocompromised``, ``screening``. A row with no texture and no size lists a patient without nodules.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lungtk.core import LungtkError
+from lungtk.fleischner import guideline2017, lndb_score
+from lungtk.fleischner.guideline2017 import Patient, Risk
+from lungtk.fleischner.nodules import Nodule, parse_texture
+from lungtk.fleischner.result import Recommendation
+
+SCHEMES = ("fleischner2017", "lndb")
+_PATIENT_COLUMNS = ("patient", "seriesuid")
+_PROB_COLUMNS = ("nodule_prob", "probability")
+_TRUE = {"1", "true", "yes", "y", "t"}
+_FALSE = {"0", "false", "no", "n", "f", ""}
+_DEFAULT_PATIENT = "patient"
+
+
+@dataclass
+class Case:
+    """One patient's nodules and what is known about the patient."""
+
+    patient: str
+    nodules: list[Nodule] = field(default_factory=list)
+    risk: Risk | None = None
+    info: Patient = field(default_factory=Patient)
+
+
+class _Row:
+    """One input row with the file and line for error messages."""
+
+    def __init__(self, values: Mapping[str, object], source: Path, line: int) -> None:
+        self.values = {k.strip(): v for k, v in values.items() if k is not None}
+        self.source, self.line = source, line
+
+    def fail(self, column: str, problem: str) -> LungtkError:
+        return LungtkError(f"{self.source}: line {self.line}, column '{column}': {problem}")
+
+    def text(self, *columns: str) -> tuple[str, str] | None:
+        for column in columns:
+            value = self.values.get(column)
+            if value is not None and str(value).strip() != "":
+                return column, str(value).strip()
+        return None
+
+    def number(self, column: str) -> float | None:
+        found = self.text(column)
+        if found is None:
+            return None
+        try:
+            value = float(found[1])
+        except ValueError:
+            raise self.fail(column, f"{found[1]!r} is not a number") from None
+        if value < 0 or value != value:
+            raise self.fail(column, f"must be a non-negative number, got {found[1]}")
+        return value
+
+    def flag(self, column: str) -> bool | None:
+        found = self.text(column)
+        if found is None:
+            return None
+        word = found[1].lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise self.fail(column, f"{found[1]!r} is not yes/no (use true/false, yes/no or 1/0)")
+
+
+def _texture(row: _Row) -> object:
+    value = row.values.get("texture")
+    if isinstance(value, Mapping):  # the pipeline's texture probabilities: take the likeliest
+        return max(value, key=lambda k: float(value[k])) if value else None
+    return value
+
+
+def _nodule(row: _Row, index: int) -> Nodule | None:
+    texture_value = _texture(row)
+    diameter = row.number("diameter_mm")
+    volume = row.number("volume_mm3")
+    has_texture = texture_value is not None and str(texture_value).strip() != ""
+    if not has_texture and diameter is None and volume is None:
+        return None  # a patient listed without nodules
+    if not has_texture:
+        raise row.fail("texture", "is empty; give solid, part-solid, ground-glass or a 1-5 rating")
+    try:
+        texture = parse_texture(
+            texture_value if isinstance(texture_value, float | int) else str(texture_value)
+        )
+    except ValueError as exc:
+        raise row.fail("texture", str(exc)) from None
+    if diameter is None and volume is None:
+        raise LungtkError(f"{row.source}: line {row.line}: needs a diameter_mm or a volume_mm3")
+    prob_column = next((c for c in _PROB_COLUMNS if row.text(c)), None)
+    probability = row.number(prob_column) if prob_column else None
+    if probability is not None and probability > 1:
+        raise row.fail(prob_column or "", f"a probability lies in 0..1, got {probability}")
+    found_id = row.text("id", "finding", "nodule")
+    return Nodule(
+        texture=texture,
+        diameter_mm=diameter,
+        volume_mm3=volume,
+        solid_component_mm=row.number("solid_component_mm"),
+        calcified=bool(row.flag("calcified")),
+        probability=probability,
+        id=found_id[1] if found_id else str(index),
+    )
+
+
+def _cases(rows: Iterable[_Row]) -> dict[str, Case]:
+    cases: dict[str, Case] = {}
+    for row in rows:
+        found = row.text(*_PATIENT_COLUMNS)
+        patient = found[1] if found else _DEFAULT_PATIENT
+        case = cases.setdefault(patient, Case(patient))
+        nodule = _nodule(row, len(case.nodules) + 1)
+        if nodule is not None:
+            case.nodules.append(nodule)
+        if risk := row.text("risk"):
+            try:
+                case.risk = Risk(risk[1].lower())
+            except ValueError:
+                raise row.fail("risk", f"{risk[1]!r}: use low or high") from None
+        age, cancer = row.number("age"), row.flag("known_cancer")
+        immuno, screening = row.flag("immunocompromised"), row.flag("screening")
+        if any(v is not None for v in (age, cancer, immuno, screening)):
+            info = case.info
+            case.info = Patient(
+                age if age is not None else info.age,
+                cancer if cancer is not None else info.known_cancer,
+                immuno if immuno is not None else info.immunocompromised,
+                screening if screening is not None else info.screening,
+            )
+    return cases
+
+
+def read_cases(path: str | os.PathLike[str]) -> dict[str, Case]:
+    """Patients (in order of first appearance) from a nodule CSV or a findings.json."""
+    path = Path(path)
+    if not path.is_file():
+        raise LungtkError(f"{path}: no such file")
+    if path.suffix.lower() == ".json":
+        return _cases(_json_rows(path))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip() for h in reader.fieldnames or []]
+            if "texture" not in header:
+                raise LungtkError(
+                    f"{path}: no column 'texture' (the header has {', '.join(header) or 'nothing'})"
+                )
+            if "volume_mm3" not in header and "diameter_mm" not in header:
+                raise LungtkError(f"{path}: needs a 'volume_mm3' or a 'diameter_mm' column")
+            rows = [_Row(r, path, i) for i, r in enumerate(reader, start=2)]
+    except UnicodeDecodeError:
+        raise LungtkError(f"{path}: not a UTF-8 CSV file") from None
+    return _cases(rows)
+
+
+def _json_rows(path: Path) -> list[_Row]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LungtkError(f"{path}: not valid JSON ({exc})") from None
+    items = data.get("findings") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise LungtkError(f"{path}: expected a list of findings (or an object with a 'findings' list)")
+    return [_Row(item, path, i) for i, item in enumerate(items, start=1)]
+
+
+def recommend_cases(
+    cases: Mapping[str, Case],
+    scheme: str = "fleischner2017",
+    risk: Risk | str = Risk.HIGH,
+    *,
+    min_probability: float = 0.5,
+) -> list[Recommendation]:
+    """Score every patient. Findings with a nodule probability below ``min_probability`` are left out
+    (the LNDb scheme also reports category probabilities from them)."""
+    if scheme not in SCHEMES:
+        raise LungtkError(f"unknown scheme {scheme!r}; choose {' or '.join(SCHEMES)}")
+    results = []
+    for case in cases.values():
+        kept = [n for n in case.nodules if n.probability is None or n.probability >= min_probability]
+        if scheme == "lndb":
+            result = lndb_score.score(kept, patient_id=case.patient)
+            if any(n.probability is not None for n in case.nodules):
+                findings = [
+                    lndb_score.UncertainFinding.certain(n, 1.0 if n.probability is None else n.probability)
+                    for n in case.nodules
+                    if not n.calcified
+                ]
+                result.probabilities = [round(float(p), 6) for p in lndb_score.probabilities(findings)]
+        else:
+            result = guideline2017.recommend(
+                kept, case.risk or risk, patient_id=case.patient, patient=case.info
+            )
+        if len(kept) < len(case.nodules):
+            result.notes.append(
+                f"{len(case.nodules) - len(kept)} finding(s) below nodule probability {min_probability} left out."
+            )
+        results.append(result)
+    return results
