@@ -157,3 +157,13 @@ def test_joint_loss_is_dice_plus_lambda_ce():
     expected = DiceLoss("softmax")(seg, seg_t) + 0.7 * F.cross_entropy(cls, cls_t)
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert set(joint.last) == {"seg", "cls"}
+
+
+def test_half_precision_predictions_are_summed_in_float32():
+    # 64^3 = 262144 voxels: a float16 sum would overflow (max 65504) and give NaN or inf.
+    ones = torch.ones(1, 1, 64, 64, 64, dtype=torch.float16)
+    for loss in (DiceLoss(None), GeneralizedDiceLoss(None)):
+        value = loss(ones, ones.float())
+        assert value.dtype == torch.float32 and value.item() == pytest.approx(0.0, abs=1e-6)
+    logits = torch.full((1, 1, 64, 64, 64), 3.0, dtype=torch.bfloat16)
+    assert torch.isfinite(TopKBCEDiceLoss()(logits, ones.float()))

@@ -37,7 +37,7 @@ class SwitchNorm(nn.Module):
                 f"SwitchNorm expects (N, {self.channels}, {self.spatial_dims} spatial dims), got {tuple(x.shape)}"
             )
         n, c = x.shape[:2]
-        flat = x.reshape(n, c, -1)
+        flat = x.reshape(n, c, -1).float()  # statistics in float32, also under autocast
         mean_in = flat.mean(-1, keepdim=True)
         var_in = flat.var(-1, keepdim=True, unbiased=False)
         second_in = var_in + mean_in**2
@@ -60,4 +60,4 @@ class SwitchNorm(nn.Module):
         out = ((flat - mean) / torch.sqrt(var + self.eps)).reshape(x.shape)
         if self.weight is not None:
             out = out * self.weight + self.bias
-        return out
+        return out.to(x.dtype)

@@ -11,6 +11,9 @@ Activation = Literal["sigmoid", "softmax"] | None
 
 
 def activate(pred: torch.Tensor, activation: Activation) -> torch.Tensor:
+    """The activated prediction in float32 at least: sums over a volume overflow float16 (65504)."""
+    if pred.dtype in (torch.float16, torch.bfloat16):
+        pred = pred.float()
     if activation == "sigmoid":
         return torch.sigmoid(pred)
     if activation == "softmax":

@@ -14,7 +14,7 @@ from lungtk.nn_blocks.losses.dice import DiceLoss
 
 def topk_bce(logits: torch.Tensor, target: torch.Tensor, k_fraction: float) -> torch.Tensor:
     """The mean binary cross-entropy of the ``k_fraction`` hardest voxels (at least one)."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten()
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none").flatten()
     k = max(1, min(bce.numel(), math.ceil(k_fraction * bce.numel())))
     return bce.topk(k, sorted=False).values.mean()
 
