@@ -51,7 +51,7 @@ def _root(
 
 def build_app() -> typer.Typer:
     """A fresh ``lungtk`` app with the built-in groups and every loaded plugin's commands."""
-    from lungtk.cli.commands import cache, convert, data, fleischner, plugins
+    from lungtk.cli.commands import cache, convert, data, fleischner, phantom, plugins
 
     app = typer.Typer(
         name="lungtk",
@@ -66,6 +66,7 @@ def build_app() -> typer.Typer:
     app.add_typer(data.app, name="data")
     app.add_typer(fleischner.app, name="fleischner")
     app.add_typer(plugins.app, name="plugins")
+    app.command("phantom")(phantom.phantom)
     get_plugins().register_commands(app)
     return app
 

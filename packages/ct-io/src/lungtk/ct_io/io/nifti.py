@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lungtk.core import Geometry, atomic_path
+from lungtk.core import Geometry, write_bytes
 from lungtk.ct_io.errors import CTReadError
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -67,6 +68,9 @@ def write_nifti(path: str | Path, array: NDArray[Any], geometry: Geometry) -> Pa
     image.set_sform(affine, code=1)
     image.set_qform(affine, code=1)
     image.header.set_xyzt_units("mm", "sec")
-    with atomic_path(path) as tmp:
-        nib.save(image, str(tmp))
+    data = image.to_bytes()
+    if path.name.lower().endswith(".gz"):
+        # mtime=0: the same volume always gives the same bytes (gzip would stamp the current time).
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    write_bytes(path, data)
     return path

