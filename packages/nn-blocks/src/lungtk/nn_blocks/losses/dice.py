@@ -36,12 +36,16 @@ class DiceLoss(nn.Module):
         self.activation, self.include_background = activation, include_background
         self.smooth, self.batch, self.reduction = smooth, batch, reduction
 
-    def per_channel(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def sums(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """sum(p*g), sum(p), sum(g) per sample (or over the batch) and channel, after the activation."""
         p = activate(pred, self.activation)
         g = as_channels(target, p)
         if not self.include_background and p.shape[1] > 1:
             p, g = p[:, 1:], g[:, 1:]
-        inter, psum, gsum = _sums(p, g, self.batch)
+        return _sums(p, g, self.batch)
+
+    def per_channel(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        inter, psum, gsum = self.sums(pred, target)
         return 1.0 - (2.0 * inter + self.smooth) / (psum + gsum + self.smooth)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -53,11 +57,7 @@ class GeneralizedDiceLoss(DiceLoss):
     count as much as large ones. A channel absent from the target takes the largest weight of the others."""
 
     def per_channel(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        p = activate(pred, self.activation)
-        g = as_channels(target, p)
-        if not self.include_background and p.shape[1] > 1:
-            p, g = p[:, 1:], g[:, 1:]
-        inter, psum, gsum = _sums(p, g, self.batch)
+        inter, psum, gsum = self.sums(pred, target)
         w = 1.0 / gsum.square()
         finite = torch.isfinite(w)
         largest = torch.where(finite, w, torch.zeros_like(w)).amax(dim=-1, keepdim=True)
