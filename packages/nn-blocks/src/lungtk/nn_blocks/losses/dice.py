@@ -36,7 +36,9 @@ class DiceLoss(nn.Module):
         self.activation, self.include_background = activation, include_background
         self.smooth, self.batch, self.reduction = smooth, batch, reduction
 
-    def sums(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sums(
+        self, pred: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """sum(p*g), sum(p), sum(g) per sample (or over the batch) and channel, after the activation."""
         p = activate(pred, self.activation)
         g = as_channels(target, p)
