@@ -1,1 +1,1 @@
-"""lungtk.detect: NoduleNet detection, anchors and 3D NMS, Models Genesis pre-training, FROC/CPM."""
+"""lungtk.detect: nodule detection (NoduleNet) and its evaluation (FROC / CPM)."""

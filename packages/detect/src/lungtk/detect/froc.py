@@ -1,0 +1,228 @@
+"""FROC analysis by the LUNA16 rules (Setio et al., Medical Image Analysis 42, 2017).
+
+- A mark hits a nodule when it lies within the nodule's radius of its centre.
+- A nodule hit by several marks counts once, at the highest probability; the other hits are not false
+  positives.
+- Marks on excluded findings (annotations_excluded.csv: non-nodules, nodules < 3 mm, nodules marked by
+  fewer than 3 readers) are ignored; an excluded finding without a diameter gets 10 mm.
+- Only each scan's 100 most probable marks count.
+- Sensitivity at an average of r false positives per scan is the best sensitivity any threshold reaches
+  with at most r; the CPM is its mean over r = 1/8, 1/4, 1/2, 1, 2, 4 and 8.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lungtk.core import LungtkError
+
+FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+MAX_MARKS_PER_SCAN = 100
+EXCLUDED_DEFAULT_DIAMETER_MM = 10.0
+
+
+@dataclass(frozen=True)
+class Mark:
+    uid: str
+    xyz: tuple[float, float, float]
+    probability: float
+
+
+@dataclass(frozen=True)
+class Lesion:
+    uid: str
+    xyz: tuple[float, float, float]
+    diameter_mm: float
+
+
+@dataclass
+class FrocResult:
+    fp_per_scan: NDArray[np.float64]  # the curve, one point per threshold, increasing
+    sensitivity: NDArray[np.float64]
+    thresholds: NDArray[np.float64]
+    sensitivity_at: dict[float, float]
+    cpm: float
+    scans: int
+    nodules: int
+    detected: int  # nodules hit by any counted mark
+    false_positives: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "scans": self.scans,
+            "nodules": self.nodules,
+            "detected": self.detected,
+            "false_positives": self.false_positives,
+            "sensitivity_at_fp_per_scan": {str(k): round(v, 6) for k, v in self.sensitivity_at.items()},
+            "cpm": round(self.cpm, 6),
+        }
+
+
+def _hits(mark: Mark, lesions: list[Lesion]) -> list[int]:
+    found = []
+    for i, lesion in enumerate(lesions):
+        radius = lesion.diameter_mm / 2
+        if sum((a - b) ** 2 for a, b in zip(mark.xyz, lesion.xyz, strict=True)) <= radius**2:
+            found.append(i)
+    return found
+
+
+def froc(
+    marks: Iterable[Mark],
+    nodules: Iterable[Lesion],
+    excluded: Iterable[Lesion] = (),
+    scans: Iterable[str] | None = None,
+    *,
+    max_marks: int = MAX_MARKS_PER_SCAN,
+) -> FrocResult:
+    """The FROC curve and CPM. ``scans`` are the evaluated scans (default: every scan that has marks or
+    nodules); marks on other scans are an error, since they could not be counted fairly."""
+    marks, nodules = list(marks), list(nodules)
+    excluded = [
+        Lesion(e.uid, e.xyz, e.diameter_mm if e.diameter_mm > 0 else EXCLUDED_DEFAULT_DIAMETER_MM)
+        for e in excluded
+    ]
+    scan_set = set(scans) if scans is not None else {m.uid for m in marks} | {n.uid for n in nodules}
+    stray = sorted({m.uid for m in marks} - scan_set)
+    if stray:
+        raise LungtkError(f"findings name {len(stray)} scan(s) outside the evaluated set, e.g. {stray[0]}")
+    if not scan_set:
+        raise LungtkError("nothing to evaluate: no scans, findings or annotations")
+    by_scan: dict[str, list[Mark]] = {}
+    for mark in marks:
+        by_scan.setdefault(mark.uid, []).append(mark)
+    nodules_of: dict[str, list[int]] = {}
+    for i, n in enumerate(nodules):
+        nodules_of.setdefault(n.uid, []).append(i)
+    excluded_of: dict[str, list[Lesion]] = {}
+    for e in excluded:
+        excluded_of.setdefault(e.uid, []).append(e)
+
+    best = np.full(len(nodules), -np.inf)  # the highest probability of a mark on each nodule
+    fp_probabilities = []
+    for uid, scan_marks in by_scan.items():
+        kept = sorted(scan_marks, key=lambda m: -m.probability)[:max_marks]
+        local = [nodules[i] for i in nodules_of.get(uid, [])]
+        for mark in kept:
+            hit = _hits(mark, local)
+            if hit:
+                for k in hit:
+                    i = nodules_of[uid][k]
+                    best[i] = max(best[i], mark.probability)
+            elif not _hits(mark, excluded_of.get(uid, [])):
+                fp_probabilities.append(mark.probability)
+
+    tp = np.sort(best[np.isfinite(best)])[::-1]
+    fp = np.sort(np.asarray(fp_probabilities, dtype=float))[::-1]
+    thresholds = np.unique(np.concatenate([tp, fp]))[::-1]
+    n_tp = np.searchsorted(-tp, -thresholds, side="right")  # marks with probability >= threshold
+    n_fp = np.searchsorted(-fp, -thresholds, side="right")
+    total = max(len(nodules), 1)
+    fps = n_fp / len(scan_set)
+    sens = n_tp / total
+    sensitivity_at = {}
+    for rate in FP_RATES:
+        within = sens[fps <= rate + 1e-12]
+        sensitivity_at[rate] = float(within.max()) if len(within) else 0.0
+    return FrocResult(
+        fps,
+        sens,
+        thresholds,
+        sensitivity_at,
+        float(np.mean(list(sensitivity_at.values()))),
+        len(scan_set),
+        len(nodules),
+        len(tp),
+        len(fp),
+    )
+
+
+def _rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    import csv
+
+    if not path.is_file():
+        raise LungtkError(f"{path}: no such file")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise LungtkError(f"{path}: no column {', '.join(repr(c) for c in missing)}")
+        return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+
+
+def _number(row: Mapping[str, str], column: str, path: Path, line: int) -> float:
+    try:
+        return float(row[column])
+    except ValueError:
+        raise LungtkError(
+            f"{path}: line {line}, column '{column}': {row[column]!r} is not a number"
+        ) from None
+
+
+XYZ = ("coordX", "coordY", "coordZ")
+
+
+def read_marks(path: str | os.PathLike[str]) -> list[Mark]:
+    path = Path(path)
+    rows = _rows(path, ("seriesuid", *XYZ, "probability"))
+    return [
+        Mark(r["seriesuid"], tuple(_number(r, c, path, i) for c in XYZ), _number(r, "probability", path, i))  # type: ignore[arg-type]
+        for i, r in enumerate(rows, start=2)
+    ]
+
+
+def read_lesions(path: str | os.PathLike[str]) -> list[Lesion]:
+    path = Path(path)
+    rows = _rows(path, ("seriesuid", *XYZ, "diameter_mm"))
+    return [
+        Lesion(r["seriesuid"], tuple(_number(r, c, path, i) for c in XYZ), _number(r, "diameter_mm", path, i))  # type: ignore[arg-type]
+        for i, r in enumerate(rows, start=2)
+    ]
+
+
+def read_seriesuids(path: str | os.PathLike[str]) -> list[str]:
+    """One uid per line (LUNA16's seriesuids.csv), or a CSV with a ``seriesuid`` column."""
+    path = Path(path)
+    if not path.is_file():
+        raise LungtkError(f"{path}: no such file")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if lines and lines[0].split(",")[0] == "seriesuid":
+        return [r["seriesuid"] for r in _rows(path, ("seriesuid",))]
+    return [line.split(",")[0] for line in lines]
+
+
+def plot_froc(result: FrocResult, path: str | os.PathLike[str], title: str = "FROC") -> Path:
+    """The FROC curve on a log FP axis (1/8 to 8), with the seven operating points; PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lungtk.core import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    fps = np.concatenate([[1e-3], result.fp_per_scan])
+    sens = np.concatenate([[0.0], result.sensitivity])
+    ax.step(np.maximum(fps, 1e-3), sens, where="post", color="tab:blue", label=f"CPM {result.cpm:.3f}")
+    ax.plot(list(result.sensitivity_at), list(result.sensitivity_at.values()), "o", color="tab:red")
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(0.125, 8)
+    ax.set_xticks(FP_RATES, [str(r) for r in FP_RATES])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("average false positives per scan")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(f"{title} ({result.nodules} nodules, {result.scans} scans)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return path
