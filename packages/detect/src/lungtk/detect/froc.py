@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lungtk.core import LungtkError
+from lungtk.core.tables import number, read_rows
 
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_MARKS_PER_SCAN = 100
@@ -143,48 +144,24 @@ def froc(
     )
 
 
-def _rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    import csv
-
-    if not path.is_file():
-        raise LungtkError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise LungtkError(f"{path}: no column {', '.join(repr(c) for c in missing)}")
-        return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-
-
-def _number(row: Mapping[str, str], column: str, path: Path, line: int) -> float:
-    try:
-        return float(row[column])
-    except ValueError:
-        raise LungtkError(
-            f"{path}: line {line}, column '{column}': {row[column]!r} is not a number"
-        ) from None
-
-
 XYZ = ("coordX", "coordY", "coordZ")
 
 
-def read_marks(path: str | os.PathLike[str]) -> list[Mark]:
-    path = Path(path)
-    rows = _rows(path, ("seriesuid", *XYZ, "probability"))
+def _points(path: Path, value: str) -> list[tuple[str, tuple[float, float, float], float]]:
+    """(seriesuid, (x, y, z), row[value]) for every row of a LUNA16-style table."""
+    rows = read_rows(path, ("seriesuid", *XYZ, value))
     return [
-        Mark(r["seriesuid"], tuple(_number(r, c, path, i) for c in XYZ), _number(r, "probability", path, i))  # type: ignore[arg-type]
-        for i, r in enumerate(rows, start=2)
+        (r["seriesuid"], tuple(number(r, c, path, i) for c in XYZ), number(r, value, path, i))  # type: ignore[misc]
+        for i, r in enumerate(rows, start=1)
     ]
+
+
+def read_marks(path: str | os.PathLike[str]) -> list[Mark]:
+    return [Mark(*row) for row in _points(Path(path), "probability")]
 
 
 def read_lesions(path: str | os.PathLike[str]) -> list[Lesion]:
-    path = Path(path)
-    rows = _rows(path, ("seriesuid", *XYZ, "diameter_mm"))
-    return [
-        Lesion(r["seriesuid"], tuple(_number(r, c, path, i) for c in XYZ), _number(r, "diameter_mm", path, i))  # type: ignore[arg-type]
-        for i, r in enumerate(rows, start=2)
-    ]
+    return [Lesion(*row) for row in _points(Path(path), "diameter_mm")]
 
 
 def read_seriesuids(path: str | os.PathLike[str]) -> list[str]:
@@ -194,7 +171,7 @@ def read_seriesuids(path: str | os.PathLike[str]) -> list[str]:
         raise LungtkError(f"{path}: no such file")
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if lines and lines[0].split(",")[0] == "seriesuid":
-        return [r["seriesuid"] for r in _rows(path, ("seriesuid",))]
+        return [r["seriesuid"] for r in read_rows(path, ("seriesuid",))]
     return [line.split(",")[0] for line in lines]
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lungtk.core import LungtkError
+from lungtk.core.tables import number, optional_number, read_rows
 from lungtk.ct_io.datasets.records import Annotation, DatasetIndex, ScanEntry
-from lungtk.ct_io.datasets.table import number, optional_number, read_rows
 
 NODULES = "trainNodules.csv"
 FLEISCHNER = "trainFleischner.csv"

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from lungtk.core import LungtkError
+from lungtk.core.tables import number, optional_number, read_columns, read_rows
 from lungtk.ct_io.datasets.records import Annotation, Candidates, DatasetIndex, ScanEntry
-from lungtk.ct_io.datasets.table import number, optional_number, read_columns, read_rows
 from lungtk.ct_io.points import XYZ, find_scans
 
 ANNOTATIONS = "annotations.csv"

@@ -1,4 +1,5 @@
-"""Read the CSV tables data sets ship, with one-line errors that name the file, row and column."""
+"""Read CSV tables with one-line errors that name the file, line and column (data-set tables, findings,
+annotations)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import csv
 import os
 from pathlib import Path
 
-from lungtk.core import LungtkError
+from lungtk.core.errors import LungtkError
 
 
 def read_columns(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> dict[str, list[str]]:
