@@ -51,7 +51,7 @@ def _root(
 
 def build_app() -> typer.Typer:
     """A fresh ``lungtk`` app with the built-in groups and every loaded plugin's commands."""
-    from lungtk.cli.commands import cache, convert, data, evaluate, fleischner, phantom, plugins
+    from lungtk.cli.commands import cache, convert, data, evaluate, fleischner, phantom, pipeline, plugins
 
     app = typer.Typer(
         name="lungtk",
@@ -66,7 +66,9 @@ def build_app() -> typer.Typer:
     app.add_typer(data.app, name="data")
     app.add_typer(evaluate.app, name="eval")
     app.add_typer(fleischner.app, name="fleischner")
+    app.add_typer(pipeline.app, name="pipeline")
     app.add_typer(plugins.app, name="plugins")
+    app.command("demo")(pipeline.demo)
     app.command("phantom")(phantom.phantom)
     get_plugins().register_commands(app)
     return app

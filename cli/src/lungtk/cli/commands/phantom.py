@@ -59,7 +59,7 @@ def phantom(
     """Write synthetic chest CTs with nodules and their ground truth, in the LUNA16 / LNDb layouts.
 
     OUT gets subset0/<seriesuid>.mhd (the scans), masks/<seriesuid>.mhd (one label per nodule),
-    annotations.csv and candidates.csv (LUNA16 columns), nodules.csv (volume, texture, malignancy),
+    annotations.csv, annotations_excluded.csv (nodules under 3 mm) and candidates.csv (LUNA16 columns), nodules.csv (volume, texture, malignancy),
     fleischner.csv (each scan's follow-up category) and phantom.json.
     """
     from lungtk.ct_io.render import write_png

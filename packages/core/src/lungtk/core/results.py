@@ -11,6 +11,11 @@ from numpy.typing import NDArray
 from lungtk.core.geometry import Geometry
 
 
+def equivalent_diameter(volume_mm3: float) -> float:
+    """Diameter (mm) of the sphere of that volume (mm³)."""
+    return float((6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0))
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A detected spot: centre in patient mm (x, y, z; ITK/LPS), diameter in mm, probability in [0, 1].
@@ -75,7 +80,7 @@ class NoduleMask:
     @property
     def equivalent_diameter_mm(self) -> float:
         """Diameter of the sphere with the mask's volume."""
-        return float((6.0 * self.volume_mm3 / np.pi) ** (1.0 / 3.0))
+        return equivalent_diameter(self.volume_mm3)
 
     @property
     def centroid_xyz(self) -> tuple[float, float, float] | None:

@@ -1,5 +1,5 @@
 """Write a phantom data set in the real layouts: LUNA16 (``subset0/<seriesuid>.mhd``, annotations.csv,
-candidates.csv), an LNDb-like per-nodule table, label masks and the follow-up category of every scan."""
+annotations_excluded.csv, candidates.csv), an LNDb-like per-nodule table, label masks and the follow-up category of every scan."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from lungtk.phantom.lidc import LidcNodule, lidc_database, load_nodules
 from lungtk.phantom.scan import DEFAULT_SHAPE, PhantomScan, make_scan
 
 FORMATS = {"mhd": ".mhd", "nii.gz": ".nii.gz"}
+MIN_COUNTED_MM = 3.0  # LUNA16 annotates nodules >= 3 mm; smaller ones go to annotations_excluded.csv
 SCANS_DIR, MASKS_DIR = "subset0", "masks"
 NODULE_COLUMNS = (
     "seriesuid",
@@ -89,10 +90,12 @@ def write_phantoms(
     fmt: str = "mhd",
     oblique: bool = False,
     shapes: str = "auto",
+    n_nodules: int | None = None,
     on_scan: Callable[[int, PhantomScan], None] | None = None,
 ) -> PhantomSet:
     """Write ``n`` scans and their ground truth under ``out``; scan i depends only on (seed, i).
-    ``on_scan(i, scan)`` is called after each scan is written (progress, previews)."""
+    ``n_nodules`` fixes the nodules per scan (default: 0-4 at random). ``on_scan(i, scan)`` is called
+    after each scan is written (progress, previews)."""
     if fmt not in FORMATS:
         raise LungtkError(f"unknown phantom format {fmt!r}; choose {' or '.join(FORMATS)}")
     if n < 1:
@@ -105,16 +108,20 @@ def write_phantoms(
     except OSError as exc:
         raise LungtkError(f"{root}: cannot create the output folder ({exc.strerror})") from None
     library = shape_library(shapes)
-    annotations, candidates, nodules, categories, paths, meta = [], [], [], [], [], []
+    annotations, excluded, candidates, nodules, categories, paths, meta = [], [], [], [], [], [], []
     for i in range(n):
-        scan = make_scan(seed, i, shape=shape, spacing=spacing, oblique=oblique, library=library)
+        scan = make_scan(
+            seed, i, shape=shape, spacing=spacing, oblique=oblique, library=library, n_nodules=n_nodules
+        )
         uid = scan.series_uid
         path = write_image(root / SCANS_DIR / f"{uid}{FORMATS[fmt]}", scan.ct)
         write_image(root / MASKS_DIR / f"{uid}{FORMATS[fmt]}", scan.labels, scan.ct.geometry)
         paths.append(path)
         for nod in scan.nodules:
-            annotations.append([uid, *nod.center_xyz, nod.diameter_mm])
-            candidates.append([uid, *nod.center_xyz, 1])
+            # LUNA16 counts nodules of 3 mm and more; smaller ones are excluded findings, neither hit nor FP.
+            counted = nod.diameter_mm >= MIN_COUNTED_MM
+            (annotations if counted else excluded).append([uid, *nod.center_xyz, nod.diameter_mm])
+            candidates.append([uid, *nod.center_xyz, int(counted)])
             nodules.append(
                 [
                     uid,
@@ -148,6 +155,7 @@ def write_phantoms(
             on_scan(i, scan)
     xyz = ["coordX", "coordY", "coordZ"]
     write_text(root / "annotations.csv", _csv(["seriesuid", *xyz, "diameter_mm"], annotations))
+    write_text(root / "annotations_excluded.csv", _csv(["seriesuid", *xyz, "diameter_mm"], excluded))
     write_text(root / "candidates.csv", _csv(["seriesuid", *xyz, "class"], candidates))
     write_text(root / "nodules.csv", _csv(NODULE_COLUMNS, nodules))
     write_text(root / "fleischner.csv", _csv(["seriesuid", "nodules", "fleischner2017", "lndb"], categories))

@@ -91,6 +91,7 @@ def _place(
     shape: shapes.NoduleShape,
     depth_mm: NDArray[np.float32],
     depth_step: NDArray[np.int64],
+    lungs: NDArray[np.bool_],
     grid: Grid,
     vessels: list,
     taken: list[tuple[NDArray[np.float64], float]],
@@ -116,13 +117,17 @@ def _place(
             if np.any(low < 0) or np.any(low >= depth_mm.shape) or depth_mm[tuple(low)] < radius:
                 continue
         else:
-            want = (radius + 2.0, np.inf) if kind == "parenchymal" else (0.3 * radius, 0.7 * radius)
+            # A juxta-pleural nodule touches the pleura but lies mostly in the lung (the pleura is tangent).
+            want = (radius + 2.0, np.inf) if kind == "parenchymal" else (0.6 * radius, 1.0 * radius)
             options = np.argwhere((depth_mm >= want[0]) & (depth_mm <= want[1]))
             if not len(options):
                 kind = "parenchymal" if kind == "juxtapleural" else kind
                 continue
             low = options[int(rng.integers(len(options)))]
             centre = low * depth_step + rng.uniform(0, 1, 3) * depth_step
+            inside = np.minimum(np.round(centre).astype(int), np.asarray(lungs.shape) - 1)
+            if not lungs[tuple(inside)]:
+                continue
         mm = grid.to_mm(centre)
         if all(np.linalg.norm(mm - other) > radius + r + 4.0 for other, r in taken):
             taken.append((mm, radius))
@@ -168,7 +173,7 @@ def make_scan(
     pending = []
     for _ in range(count):
         nodule_shape = _pick_shape(library, grid.spacing, rng)
-        placed = _place(nodule_shape, depth_mm, step, grid, vessels, taken, rng)
+        placed = _place(nodule_shape, depth_mm, step, chest.lungs, grid, vessels, taken, rng)
         if placed is None:
             continue
         pending.append((nodule_shape, *placed))

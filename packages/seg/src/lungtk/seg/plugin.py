@@ -1,0 +1,16 @@
+"""lungtk-seg's components, registered through the ``lungtk`` entry-point group like any plugin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lungtk.core import hookimpl
+
+
+@hookimpl
+def lungtk_register_segmenters(registry: Any) -> None:
+    registry.add(
+        "regiongrow",
+        "lungtk.seg.regiongrow:RegionGrowSegmenter",
+        summary="Classical: region growing from the centre, adaptive HU threshold, radius limit (no weights).",
+    )
