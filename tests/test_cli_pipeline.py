@@ -37,7 +37,7 @@ def test_run_reports_the_unreadable_scan_and_finishes_the_others(pipeline_run) -
     assert proc.stdout.strip() == str(out)  # stdout: only the output folder
     assert "broken" in proc.stderr and "Traceback" not in proc.stderr
     assert re.search(r"time per stage: read [\d.]+s, detect [\d.]+s", proc.stderr)
-    summary = json.loads((out / "findings.json").read_text())
+    summary = json.loads((out / "findings.json").read_text(encoding="utf-8"))
     status = {s["seriesuid"]: s["status"] for s in summary["scans"]}
     uids = [p.name[:-4] for p in sorted((phantoms / "subset0").glob("*.mhd"))]
     assert status == {**dict.fromkeys(uids, "ok"), "broken": "failed"}
@@ -76,7 +76,7 @@ def test_findings_csv_has_luna16_columns_and_valid_values(pipeline_run) -> None:
 def test_masks_sit_in_the_scans_geometry(pipeline_run) -> None:
     sitk = pytest.importorskip("SimpleITK")
     phantoms, out, _ = pipeline_run
-    summary = json.loads((out / "findings.json").read_text())
+    summary = json.loads((out / "findings.json").read_text(encoding="utf-8"))
     threshold = 0.2
     for scan in (s for s in summary["scans"] if s["status"] == "ok"):
         uid = scan["seriesuid"]
@@ -106,7 +106,7 @@ def test_findings_json_feeds_the_fleischner_command(pipeline_run, lungtk_cli) ->
         "fleischner", "recommend", out / "findings.json", "--format", "json", "--min-prob", "0.2", check=0
     )
     from_cli = {r["patient"]: r["category"] for r in json.loads(proc.stdout)}
-    written = json.loads((out / "fleischner.json").read_text())
+    written = json.loads((out / "fleischner.json").read_text(encoding="utf-8"))
     from_run = {r["patient"]: r["category"] for r in written["recommendations"]}
     # Scans without a finding at 0.2 are absent from findings.json's rows but present in fleischner.json.
     assert all(from_run[p] == c for p, c in from_cli.items())
@@ -115,8 +115,8 @@ def test_findings_json_feeds_the_fleischner_command(pipeline_run, lungtk_cli) ->
 
 def test_report_shows_every_scan_and_its_thumbnails(pipeline_run) -> None:
     _, out, _ = pipeline_run
-    page = (out / "report.html").read_text()
-    summary = json.loads((out / "findings.json").read_text())
+    page = (out / "report.html").read_text(encoding="utf-8")
+    summary = json.loads((out / "findings.json").read_text(encoding="utf-8"))
     for scan in summary["scans"]:
         assert scan["seriesuid"] in page
     images = re.findall(r"<img src='([^']+)'", page)
@@ -147,11 +147,11 @@ def test_froc_of_the_run_is_computable(pipeline_run, lungtk_cli) -> None:
 
 def test_resume_reuses_finished_scans(pipeline_run, tmp_path) -> None:
     phantoms, out, _ = pipeline_run
-    before = (out / "findings.csv").read_text()
+    before = (out / "findings.csv").read_text(encoding="utf-8")
     proc = run_lungtk("pipeline", "run", phantoms / "subset0", "--out", out, "--threshold", "0.2", "--resume")
     assert proc.returncode == 0, proc.stderr
     assert "2 reused" in proc.stderr
-    assert (out / "findings.csv").read_text() == before
+    assert (out / "findings.csv").read_text(encoding="utf-8") == before
 
 
 def test_unknown_component_suggests_names(tmp_path, lungtk_cli) -> None:
@@ -171,3 +171,11 @@ def test_unwritable_output_folder_is_one_clear_line(pipeline_run, tmp_path, lung
 def test_bad_device_is_refused(tmp_path, lungtk_cli) -> None:
     proc = lungtk_cli("pipeline", "run", tmp_path, "--out", tmp_path / "o", "--device", "tpu", check=1)
     assert "--device 'tpu'" in proc.stderr
+
+
+def test_demo_runs_out_of_the_box(tmp_path, lungtk_cli) -> None:
+    proc = lungtk_cli("demo", "--out", tmp_path / "demo", check=0)
+    assert "Fleischner 2017, category" in proc.stdout
+    assert "the phantom's nodules" in proc.stdout
+    assert (tmp_path / "demo" / "results" / "report.html").is_file()
+    assert (tmp_path / "demo" / "results" / "findings.csv").is_file()

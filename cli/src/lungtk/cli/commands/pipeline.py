@@ -12,6 +12,8 @@ from lungtk.cli.console import note, progress_bar, stderr, stdout
 from lungtk.core import LungtkError, get_registry
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from lungtk.cli.pipeline import Pipeline, RunSummary
 
 app = typer.Typer(
@@ -100,6 +102,10 @@ def run_command(
         scheme=fleischner.value,
         risk=risk.value,
     )
+    if device.startswith("cuda") and pipeline.device == "cpu":
+        note(
+            f"--device {device}: {detector}, {segmenter} and the classifiers use no torch; they run on the CPU"
+        )
     summary = _run(pipeline, found, out, resume)
     _print_timings(summary)
     done = len(summary.scans) - len(summary.failed)
@@ -143,7 +149,7 @@ def demo(
 
     record = summary.scans[0]
     table = Table(
-        title=f"findings at probability ≥ {pipeline.threshold:g} ({detector} → {segmenter} → {classifier})"
+        title=f"findings at probability >= {pipeline.threshold:g} ({detector} -> {segmenter} -> {classifier})"
     )
     for column in ("#", "x mm", "y mm", "z mm", "probability", "diameter mm", "texture", "malignancy"):
         table.add_column(column, justify="left" if column == "texture" else "right")
@@ -155,16 +161,42 @@ def demo(
                 f"{r['probability']:.2f}",
                 f"{r['diameter_mm']:.1f}",
                 r["texture"],
-                f"{r['malignancy']:.2f}" if r["malignancy"] is not None else "–",
+                f"{r['malignancy']:.2f}" if r["malignancy"] is not None else "-",
             )
     stdout.print(table)
-    truth = (out / "phantom" / "nodules.csv").read_text().splitlines()[1:]
-    stdout.print(
-        f"The phantom holds {len(truth)} nodule(s); their truth is in {out / 'phantom' / 'nodules.csv'}."
-    )
+    stdout.print(_truth_table(out / "phantom" / "nodules.csv", record["findings"], pipeline.threshold))
     rec = record["recommendation"]
     stdout.print(f"[bold]Fleischner 2017, category {rec['category']}[/]: {rec['recommendation']}")
     stdout.print(f"Report: {(out / 'results' / 'report.html').resolve()}")
+
+
+def _truth_table(nodules_csv: Path, findings: list[dict], threshold: float) -> Table:
+    """The phantom's nodules and whether a reported finding lies within each one's radius."""
+    import csv
+
+    import numpy as np
+    from rich.table import Table
+
+    table = Table(title=f"the phantom's nodules (truth from {nodules_csv})")
+    for column in ("x mm", "y mm", "z mm", "diameter mm", "texture", "found"):
+        table.add_column(column, justify="left" if column in ("texture", "found") else "right")
+    reported = [f for f in findings if f["probability"] >= threshold]
+    with nodules_csv.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            centre = np.array([float(row[k]) for k in ("coordX", "coordY", "coordZ")])
+            radius = max(float(row["diameter_mm"]) / 2, 1.5)
+            hits = [
+                f["finding"]
+                for f in reported
+                if np.linalg.norm(np.array([f["coordX"], f["coordY"], f["coordZ"]]) - centre) <= radius
+            ]
+            table.add_row(
+                *(f"{v:.1f}" for v in centre),
+                f"{float(row['diameter_mm']):.1f}",
+                row["texture"],
+                f"yes (#{hits[0]})" if hits else "no",
+            )
+    return table
 
 
 def _best(available: list[str], preferred: tuple[str, ...]) -> str:

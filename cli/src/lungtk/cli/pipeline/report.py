@@ -92,7 +92,7 @@ def _recommendation(rec: dict[str, Any] | None) -> str:
     driver = f" Driven by finding {html.escape(str(rec['driver']))}." if rec.get("driver") else ""
     return (
         f"<div class=rec><span class=cat>{html.escape(rec['scheme'])} category {rec['category']}</span>: "
-        f"{html.escape(rec['recommendation'])}.{driver}{f'<ul>{notes}</ul>' if notes else ''}</div>"
+        f"{html.escape(rec['recommendation'].rstrip('.'))}.{driver}{f'<ul>{notes}</ul>' if notes else ''}</div>"
     )
 
 

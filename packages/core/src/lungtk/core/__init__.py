@@ -12,7 +12,7 @@ from lungtk.core.hookspecs import hookimpl, hookspec
 from lungtk.core.plugins import PluginInfo, Plugins, get_plugins, get_registry
 from lungtk.core.protocols import Classifier, Detector, Segmenter, Volume
 from lungtk.core.registry import KINDS, ComponentSpec, Kind, Registrar, Registry
-from lungtk.core.results import Candidate, Finding, NoduleMask
+from lungtk.core.results import Candidate, Finding, NoduleMask, equivalent_diameter
 
 __all__ = [
     "KINDS",
@@ -35,6 +35,7 @@ __all__ = [
     "UnknownComponentError",
     "Volume",
     "atomic_path",
+    "equivalent_diameter",
     "get_plugins",
     "get_registry",
     "hookimpl",

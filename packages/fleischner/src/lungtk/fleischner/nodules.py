@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lungtk.core import LungtkError
+from lungtk.core import LungtkError, equivalent_diameter
 
 
 class Texture(StrEnum):
@@ -138,4 +138,4 @@ class Nodule:
         """A size to compare nodules by: the diameter, else the equivalent diameter of the volume."""
         if self.diameter_mm is not None:
             return self.diameter_mm
-        return (6.0 * self.volume_or_sphere / math.pi) ** (1 / 3)
+        return equivalent_diameter(self.volume_or_sphere)

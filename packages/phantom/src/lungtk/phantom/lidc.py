@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from lungtk.core import equivalent_diameter
+
 LIDC_ENV = "LUNGTK_LIDC_SQLITE"
 CALCIFICATION_ABSENT = 6  # LIDC's calcification rating 6 means "absent"
 
@@ -160,7 +162,7 @@ def load_nodules(
         pts = np.concatenate([c.points for c in cs])
         centre = np.array([*(pts.mean(axis=0) * spacing), np.mean([c.z_mm for c in cs])])
         volume = sum(_area(c.points) for c in cs if c.inclusion) * spacing**2 * slice_spacing[sid]
-        diameter = (6 * volume / math.pi) ** (1 / 3)
+        diameter = equivalent_diameter(volume)
         by_scan.setdefault(sid, []).append(
             (aid, centre, diameter, texture, malignancy, calcification, subtlety)
         )

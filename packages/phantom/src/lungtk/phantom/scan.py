@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from lungtk.core import Geometry
+from lungtk.core import Geometry, equivalent_diameter
 from lungtk.ct_io import CTVolume
 from lungtk.fleischner import Texture
 from lungtk.phantom import shapes
@@ -239,7 +239,7 @@ def _describe(
         depth = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=grid.spacing)[1:-1, 1:-1, 1:-1]
         centre = np.unravel_index(int(np.argmax(depth)), depth.shape) + lo
     xyz = geometry.irc2xyz(np.asarray(centre, dtype=float)[None])[0]
-    diameter = (6 * volume / math.pi) ** (1 / 3)
+    diameter = equivalent_diameter(volume)
     if nodule_shape.texture is Texture.PART_SOLID:
         core_volume = (
             float(np.count_nonzero(shapes.solid_core(nodule_shape.occupancy, grid.spacing))) * voxel_volume

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lungtk.core import LungtkError
+from lungtk.core.results import equivalent_diameter as _sphere_diameter
 from lungtk.core.tables import number, optional_number, read_rows
 from lungtk.ct_io.datasets.records import Annotation, DatasetIndex, ScanEntry
 
@@ -31,8 +32,8 @@ def scan_uid(lndb_id: int | str) -> str:
 
 
 def equivalent_diameter(volume_mm3: float) -> float:
-    """Diameter of the sphere of that volume."""
-    return 2.0 * (3.0 * max(volume_mm3, 0.0) / (4.0 * math.pi)) ** (1.0 / 3.0)
+    """Diameter of the sphere of that volume (0 for a missing, negative volume)."""
+    return _sphere_diameter(max(volume_mm3, 0.0))
 
 
 def _find(root: Path, name: str) -> Path | None:
