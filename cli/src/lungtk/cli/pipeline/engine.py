@@ -255,14 +255,14 @@ class Pipeline:
                     probability=row.probability,
                     id=str(row.finding),
                 )
-                for row in result.rows
-                if row.probability >= self.threshold and row.diameter_mm > 0
+                for row, _ in self.reported(result)
+                if row.diameter_mm > 0
             ]
             case = Case(result.seriesuid, nodules)
             (result.recommendation,) = recommend_cases(
                 {case.patient: case}, self.scheme, self.risk, min_probability=self.threshold
             )
-            if any(r.texture_probabilities is None for r in result.rows if r.probability >= self.threshold):
+            if any(row.texture_probabilities is None for row, _ in self.reported(result)):
                 result.recommendation.notes.append(
                     f"no classifier gave a texture; findings were taken as {ASSUMED_TEXTURE}"
                 )
@@ -270,14 +270,17 @@ class Pipeline:
     def label_volume(self, shape: tuple[int, ...], result: ScanResult, ct_geometry: Any) -> NDArray[np.uint8]:
         """One label per reported finding (its number in the table; at most 255) in the scan's grid."""
         labels = np.zeros(shape, dtype=np.uint8)
-        reported = [(r, f) for r, f in zip(result.rows, result.findings, strict=True) if self.reports(r)]
-        for row, finding in reported[:255]:
+        for row, finding in self.reported(result)[:255]:
             if finding.mask is None or not finding.mask.mask.any():
                 continue
-            start = np.round(ct_geometry.xyz2irc(finding.mask.geometry.origin, continuous=True)).astype(int)
             patch = finding.mask.mask.astype(np.uint8) * np.uint8(min(row.finding, 255))
-            paste(labels, patch, start, op="max")
+            paste(labels, patch, finding.mask.start_in(ct_geometry), op="max")
         return labels
 
-    def reports(self, row: FindingRow) -> bool:
-        return row.probability >= self.threshold
+    def reported(self, result: ScanResult) -> list[tuple[FindingRow, Finding]]:
+        """The findings at or above ``threshold`` (the report, the masks and the recommendation show these)."""
+        return [
+            (r, f)
+            for r, f in zip(result.rows, result.findings, strict=True)
+            if r.probability >= self.threshold
+        ]

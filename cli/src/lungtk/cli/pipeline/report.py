@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from lungtk.core import Finding, Volume
 from lungtk.ct_io.crops import crop_array, crop_bounds, paste
-from lungtk.ct_io.render import LUNG_WINDOW, overlay, upscale, window
+from lungtk.ct_io.render import LUNG_WINDOW, overlay, upscale, window, write_png
 
 PLANES = ("axial", "coronal", "sagittal")
 THUMBNAIL_PX = 160
@@ -33,8 +33,7 @@ def finding_views(
     hu = crop_array(np.asarray(ct.array), start, size, -1000.0)
     mask = np.zeros(hu.shape, dtype=bool)
     if finding.mask is not None and finding.mask.mask.any():
-        origin = np.round(ct.geometry.xyz2irc(finding.mask.geometry.origin, continuous=True)).astype(int)
-        paste(mask, finding.mask.mask, origin - start, op="max")
+        paste(mask, finding.mask.mask, finding.mask.start_in(ct.geometry) - start, op="max")
     c = size // 2
     sections = {
         "axial": (hu[c[0]], mask[c[0]], spacing[1], spacing[2]),
@@ -158,8 +157,6 @@ def render_report(summary: dict[str, Any], scans: Sequence[dict[str, Any]], thre
 
 def write_thumbnails(ct: Volume, finding: Finding, folder: Path, stem: str) -> dict[str, str]:
     """PNG files ``<folder>/<stem>-<plane>.png``; returns plane -> file name."""
-    from lungtk.ct_io.render import write_png
-
     written = {}
     for plane, image in finding_views(ct, finding).items():
         path = write_png(folder / f"{stem}-{plane}.png", image)

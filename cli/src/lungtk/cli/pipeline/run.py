@@ -117,8 +117,7 @@ def _process(pipeline: Pipeline, uid: str, path: Path, out: Path) -> dict[str, A
         mask_path = Path("masks") / f"{uid}.nii.gz"
         write_image(out / mask_path, pipeline.label_volume(ct.shape, result, ct.geometry), ct.geometry)
         thumbnails = {}
-        reported = [(r, f) for r, f in zip(result.rows, result.findings, strict=True) if pipeline.reports(r)]
-        for row, finding in reported[:MAX_THUMBNAILS]:
+        for row, finding in pipeline.reported(result)[:MAX_THUMBNAILS]:
             names = write_thumbnails(ct, finding, out / "thumbnails" / uid, str(row.finding))
             thumbnails[str(row.finding)] = {p: f"thumbnails/{uid}/{n}" for p, n in names.items()}
     record.update(
@@ -168,9 +167,9 @@ def run(
         summary.scans.append(record)
         if on_scan:
             on_scan(uid, "failed" if record.get("error") else ("reused" if reused else "done"))
-    write_outputs(pipeline, summary)
     summary.timings = {s: round(summary.timings.get(s, 0.0), 3) for s in STAGES}
     summary.timings["total"] = round(time.perf_counter() - started, 3)
+    write_outputs(pipeline, summary)
     write_text(out / "findings.json", json.dumps(_findings_json(pipeline, summary), indent=1) + "\n")
     return summary
 

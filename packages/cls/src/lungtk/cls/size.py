@@ -23,8 +23,6 @@ from typing import Any
 from lungtk.core import Finding, Volume
 from lungtk.ct_io.measure import measure
 
-TEXTURES = ("ground-glass", "part-solid", "solid")
-
 
 def load_calibration() -> dict[str, Any]:
     """The shipped malignancy model: ``{"malignancy": {"intercept", "coef"}}`` on log-diameter (mm)."""

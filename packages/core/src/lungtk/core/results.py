@@ -77,6 +77,10 @@ class NoduleMask:
     def volume_mm3(self) -> float:
         return float(self.mask.sum()) * self.geometry.voxel_volume
 
+    def start_in(self, scan: Geometry) -> NDArray[np.int64]:
+        """The scan voxel (index, row, col) where this crop's first voxel lies (for pasting it back)."""
+        return np.round(scan.xyz2irc(self.geometry.origin, continuous=True)).astype(np.int64)
+
     @property
     def equivalent_diameter_mm(self) -> float:
         """Diameter of the sphere with the mask's volume."""

@@ -32,7 +32,7 @@ def measure(ct: Volume, nodule: NoduleMask) -> NoduleMeasurements:
     mask = nodule.mask
     if not mask.any():
         return NoduleMeasurements(0.0, 0.0, float("nan"), 0.0, 0.0)
-    start = np.round(ct.geometry.xyz2irc(nodule.geometry.origin, continuous=True)).astype(np.int64)
+    start = nodule.start_in(ct.geometry)
     hu = crop_array(np.asarray(ct.array), start, mask.shape, AIR_HU)
     values = hu[mask].astype(np.float64)
     solid = mask & (hu >= SOLID_HU)

@@ -76,11 +76,14 @@ def _hessian_eigenvalues(
     the crop around it is smoothed at ``sigma_mm`` and differentiated by central differences."""
     sigma_vox = sigma_mm / spacing
     half = np.ceil(3 * sigma_vox).astype(int) + 2
-    lo = center - half
-    if np.any(lo < 0) or np.any(center + half + 1 > volume.shape):
-        padded = np.pad(volume, [(h, h) for h in half], mode="edge")
-        lo, volume = center, padded
-    patch = volume[tuple(slice(a, a + 2 * h + 1) for a, h in zip(lo, half, strict=True))]
+    lo, hi = center - half, center + half + 1
+    inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, volume.shape, strict=True))
+    # Near the border, extend the patch by its edge values (not the whole volume: this runs per peak).
+    patch = np.pad(
+        volume[inside],
+        [(max(-a, 0), max(b - n, 0)) for a, b, n in zip(lo, hi, volume.shape, strict=True)],
+        mode="edge",
+    )
     smooth = ndimage.gaussian_filter(patch.astype(np.float64), sigma_vox, mode="nearest")
     c = tuple(half)
     hessian = np.empty((3, 3))
