@@ -2,24 +2,80 @@ import sys
 
 import pytest
 
-from lungtk.core import ComponentSpec, DuplicateComponentError, LungtkError, Registry, UnknownComponentError
+from lungtk.core import (
+    ComponentSpec,
+    DuplicateComponentError,
+    LungtkError,
+    Registry,
+    RunOptions,
+    UnknownComponentError,
+)
 
 
-def spec(name, kind="detector", factory="collections:OrderedDict", dist="pkg-a"):
-    return ComponentSpec(name=name, kind=kind, factory=factory, distribution=dist, version="1.0")
+def spec(name, kind="detector", factory="types:SimpleNamespace", dist="pkg-a", **extra):
+    return ComponentSpec(name=name, kind=kind, factory=factory, distribution=dist, version="1.0", **extra)
 
 
 def test_get_and_create_resolve_an_import_path():
     registry = Registry()
-    registry.add(spec("blob"))
-    built = registry.create("detector", "blob", a=1)
-    assert dict(built) == {"a": 1}
-    assert registry.names("detector") == ["blob"]
+    registry.add(spec("blob", factory="types:SimpleNamespace"))
+    with pytest.raises(TypeError):  # SimpleNamespace takes no positional argument: the factory was called
+        registry.create("detector", "blob", RunOptions(batch_size=3))
+    registry.add(spec("echo", factory="builtins:list"))
+    with pytest.raises(TypeError, match="not iterable"):  # list(options): received exactly one RunOptions
+        registry.create("detector", "echo")
+    assert registry.names("detector") == ["blob", "echo"]
     assert registry.names("segmenter") == []
 
 
+def _echo(options):
+    return options
+
+
+def test_factory_receives_typed_settings_with_defaults_and_user_values():
+    component = spec("blob", factory=_echo, settings={"top": 10, "sigma": 1.5, "fast": False, "mode": "a"})
+    got = component.create(RunOptions(device="cpu", batch_size=4), {"top": "25", "fast": "yes"})
+    assert dict(got.settings) == {"top": 25, "sigma": 1.5, "fast": True, "mode": "a"}
+    assert type(got.settings["top"]) is int and got.batch_size == 4 and got.weights is None
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"topp": "3"}, "has no setting 'topp'; did you mean 'top'"),
+        ({"top": "2.5"}, "expected a whole number"),
+        ({"sigma": "nan"}, "expected a finite number"),
+        ({"sigma": "wide"}, "expected a number"),
+        ({"fast": "maybe"}, "expected true or false"),
+    ],
+)
+def test_bad_settings_are_clear_errors(given, message):
+    component = spec("blob", factory=_echo, settings={"top": 10, "sigma": 1.5, "fast": False})
+    with pytest.raises(LungtkError, match=message):
+        component.create(RunOptions(), given)
+
+
+def test_shipped_weights_resolve_to_package_data_and_can_be_overridden(tmp_path):
+    shipped = spec("size", factory=_echo, default_weights="lungtk.core:hookspecs.py")
+    path = shipped.weights_path()
+    assert path is not None and path.name == "hookspecs.py" and path.is_file() and path.parent.name == "core"
+    missing = spec("ghost", factory=_echo, default_weights="lungtk.core:weights/none.safetensors")
+    with pytest.raises(LungtkError, match="shipped weights .*none.safetensors are missing.*--weights ghost="):
+        missing.create()
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"x")
+    assert missing.create(RunOptions(weights=mine)).weights == mine
+    with pytest.raises(LungtkError, match="does not exist"):
+        missing.create(RunOptions(weights=tmp_path / "absent.safetensors"))
+
+
+def test_default_weights_must_name_a_package():
+    with pytest.raises(ValueError, match="package:relative/path"):
+        spec("x", default_weights="weights/x.safetensors")
+
+
 def test_factories_are_not_imported_until_built(tmp_path, monkeypatch):
-    (tmp_path / "lazy_mod_for_registry_test.py").write_text("class Thing:\n    pass\n")
+    (tmp_path / "lazy_mod_for_registry_test.py").write_text("class Thing:\n    def __init__(self, options):\n        self.options = options\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry()
     registry.add(spec("lazy", factory="lazy_mod_for_registry_test:Thing"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lungtk.core import Candidate, Volume
+from lungtk.core import Candidate, RunOptions, Volume
 
 
 @dataclass
@@ -46,3 +46,8 @@ class BrightestBlobDetector:
             Candidate(tuple(p), self.diameter_mm, float(q), source="example-brightest")
             for p, q in zip(xyz, probability, strict=True)
         ]
+
+
+def create(options: RunOptions) -> BrightestBlobDetector:
+    """The factory lungtk calls: ``options.settings`` holds the settings declared in ``plugin.py``."""
+    return BrightestBlobDetector(**options.settings)

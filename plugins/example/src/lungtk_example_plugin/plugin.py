@@ -15,8 +15,10 @@ from lungtk.core import hookimpl
 def lungtk_register_detectors(registry: Any) -> None:
     registry.add(
         "example-brightest",
-        "lungtk_example_plugin.detector:BrightestBlobDetector",
+        "lungtk_example_plugin.detector:create",
         summary="Example plugin: the brightest compact blobs (Difference of Gaussians).",
+        # What a user may change with `--set example-brightest.top=20`; the defaults give the types.
+        settings={"diameter_mm": 8.0, "top": 10, "min_hu": -400.0},
     )
 
 

@@ -11,6 +11,7 @@ from lungtk.core import hookimpl
 def lungtk_register_classifiers(registry: Any) -> None:
     registry.add(
         "size",
-        "lungtk.cls.size:SizeClassifier",
+        "lungtk.cls.size:SizeClassifier.from_options",
         summary="Classical: malignancy from diameter (fitted on LIDC), texture from density (no weights).",
+        settings={"min_solid_part_mm": 2.0, "solid_above": 0.5},
     )

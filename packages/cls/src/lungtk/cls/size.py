@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from lungtk.core import Finding, Volume
+from lungtk.core import Finding, RunOptions, Volume
 from lungtk.ct_io.measure import measure
 
 
@@ -42,6 +42,11 @@ class SizeClassifier:
     softness_mm: float = 0.5
     solid_above: float = 0.5  # solid fraction over which it is solid (a blurred edge is never solid)
     softness: float = 0.05
+
+    @classmethod
+    def from_options(cls, options: RunOptions) -> SizeClassifier:
+        """The component factory: the declared settings (see the package's plugin module) as fields."""
+        return cls(**options.settings)
 
     def malignancy(self, diameter_mm: float) -> float:
         model = self.calibration["malignancy"]

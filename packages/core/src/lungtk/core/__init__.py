@@ -9,13 +9,16 @@ from lungtk.core.atomic import atomic_path, write_bytes, write_text
 from lungtk.core.errors import DuplicateComponentError, LungtkError, PluginLoadError, UnknownComponentError
 from lungtk.core.geometry import Geometry
 from lungtk.core.hookspecs import hookimpl, hookspec
+from lungtk.core.options import PRECISIONS, Precision, RunOptions
 from lungtk.core.plugins import PluginInfo, Plugins, get_plugins, get_registry
 from lungtk.core.protocols import Classifier, Detector, Segmenter, Volume
-from lungtk.core.registry import KINDS, ComponentSpec, Kind, Registrar, Registry
+from lungtk.core.registry import KINDS, PIPELINE_KINDS, ComponentSpec, Kind, Registrar, Registry
 from lungtk.core.results import Candidate, Finding, NoduleMask, equivalent_diameter
 
 __all__ = [
     "KINDS",
+    "PIPELINE_KINDS",
+    "PRECISIONS",
     "Candidate",
     "Classifier",
     "ComponentSpec",
@@ -29,8 +32,10 @@ __all__ = [
     "PluginInfo",
     "PluginLoadError",
     "Plugins",
+    "Precision",
     "Registrar",
     "Registry",
+    "RunOptions",
     "Segmenter",
     "UnknownComponentError",
     "Volume",

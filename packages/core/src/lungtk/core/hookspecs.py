@@ -7,7 +7,10 @@ with the :data:`hookimpl` marker::
 
     @hookimpl
     def lungtk_register_detectors(registry):
-        registry.add("brightest", "my_plugin.detector:BrightestDetector", summary="...")
+        registry.add("brightest", "my_plugin.detector:create", summary="...", settings={"top": 10})
+
+A factory is called with one ``RunOptions`` (device, precision, batch size, weights file and the declared
+settings, typed and validated).
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ def lungtk_register_segmenters(registry: Registrar) -> None:
 @hookspec
 def lungtk_register_classifiers(registry: Registrar) -> None:
     """Add classifiers (``Classifier`` protocol) with ``registry.add(name, factory, summary=...)``."""
+
+
+@hookspec
+def lungtk_register_tasks(registry: Registrar) -> None:
+    """Add training tasks with ``registry.add(name, factory, summary=..., settings={...})``.
+
+    A task's factory receives a ``RunOptions`` whose settings are the task's configuration (``lungtk train
+    TASK --set key=value``); what it returns is defined by ``lungtk.train``.
+    """
 
 
 @hookspec

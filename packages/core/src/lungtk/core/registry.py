@@ -1,21 +1,28 @@
-"""A registry of lazily built components (detectors, segmenters, classifiers).
+"""A registry of lazily built components (detectors, segmenters, classifiers) and training tasks.
 
 A plugin registers a *factory*: either a callable or an import path ``"package.module:attr"``. Nothing is
-imported until a component is built, so listing components costs no torch import.
+imported until a component is built, so listing components costs no torch import. A factory is called
+with one :class:`~lungtk.core.options.RunOptions`; the settings it may receive are declared at
+registration, and its shipped weights are named as ``"package:relative/path"`` (package data).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable, Iterator
+import importlib.resources
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from lungtk.core.errors import DuplicateComponentError, LungtkError, UnknownComponentError
+from lungtk.core.options import RunOptions, SettingValue, resolve_settings
 
-Kind = Literal["detector", "segmenter", "classifier"]
-KINDS: tuple[Kind, ...] = ("detector", "segmenter", "classifier")
+Kind = Literal["detector", "segmenter", "classifier", "task"]
+KINDS: tuple[Kind, ...] = ("detector", "segmenter", "classifier", "task")
+PIPELINE_KINDS: tuple[Kind, ...] = ("detector", "segmenter", "classifier")
 
 Factory = Callable[..., Any] | str
 
@@ -31,10 +38,36 @@ class ComponentSpec:
     distribution: str = "?"
     version: str = "?"
     default_weights: str | None = None
+    settings: Mapping[str, SettingValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, value in self.settings.items():
+            if not isinstance(value, bool | int | float | str):
+                raise ValueError(f"{self.kind} '{self.name}': setting {key!r} needs a bool/int/float/str default")
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+        if self.default_weights is not None and ":" not in self.default_weights:
+            raise ValueError(
+                f"{self.kind} '{self.name}': default_weights must be 'package:relative/path', "
+                f"got {self.default_weights!r}"
+            )
 
     @property
     def provider(self) -> str:
         return f"{self.distribution} {self.version}"
+
+    def weights_path(self) -> Path | None:
+        """Where the shipped weights of this component are (package data), or ``None`` if it has none.
+
+        The path is returned whether or not the file exists; :meth:`create` checks that.
+        """
+        if self.default_weights is None:
+            return None
+        package, _, relative = self.default_weights.partition(":")
+        try:
+            root = importlib.resources.files(package)
+        except (ImportError, TypeError):
+            return Path(f"<{package} is not importable>") / relative
+        return Path(str(root.joinpath(*relative.split("/"))))
 
     def load(self) -> Callable[..., Any]:
         """Import and return the factory."""
@@ -52,9 +85,26 @@ class ComponentSpec:
             ) from exc
         return obj
 
-    def create(self, **kwargs: Any) -> Any:
-        """Build the component; keyword arguments go to the factory."""
-        return self.load()(**kwargs)
+    def options_for(self, options: RunOptions, settings: Mapping[str, Any] | None = None) -> RunOptions:
+        """``options`` completed for this component: its declared settings with ``settings`` applied
+        (unknown keys are an error) and its weights file (``options.weights`` if given, else the shipped
+        default, which must exist)."""
+        resolved = resolve_settings(self.name, self.settings, settings or {})
+        weights = options.weights
+        if weights is None and self.default_weights is not None:
+            weights = self.weights_path()
+            if weights is None or not weights.is_file():
+                raise LungtkError(
+                    f"{self.kind} '{self.name}' from {self.provider}: its shipped weights {weights} are "
+                    f"missing; reinstall {self.distribution} or pass a model file with --weights {self.name}=FILE"
+                )
+        elif weights is not None and not Path(weights).is_file():
+            raise LungtkError(f"{self.kind} '{self.name}': weights file {weights} does not exist")
+        return RunOptions(options.device, options.precision, options.batch_size, weights, resolved)
+
+    def create(self, options: RunOptions | None = None, settings: Mapping[str, Any] | None = None) -> Any:
+        """Build the component: its factory receives ``options`` completed by :meth:`options_for`."""
+        return self.load()(self.options_for(options or RunOptions(), settings))
 
 
 @dataclass
@@ -94,8 +144,10 @@ class Registry:
                 + " (see `lungtk plugins list`)"
             ) from None
 
-    def create(self, kind: Kind, name: str, **kwargs: Any) -> Any:
-        return self.get(kind, name).create(**kwargs)
+    def create(
+        self, kind: Kind, name: str, options: RunOptions | None = None, settings: Mapping[str, Any] | None = None
+    ) -> Any:
+        return self.get(kind, name).create(options, settings)
 
     def names(self, kind: Kind) -> list[str]:
         return sorted(self._specs[kind])
@@ -124,8 +176,11 @@ class Registrar:
         *,
         summary: str = "",
         default_weights: str | None = None,
+        settings: Mapping[str, SettingValue] | None = None,
     ) -> None:
-        """Register ``factory`` (a callable or ``"module:attr"``) under ``name``."""
+        """Register ``factory`` (a callable or ``"module:attr"``, called with one ``RunOptions``) under
+        ``name``, with the settings it accepts (``name -> default``) and its shipped weights
+        (``"package:relative/path"``)."""
         self.added.append(
             ComponentSpec(
                 name=name,
@@ -135,5 +190,6 @@ class Registrar:
                 distribution=self.distribution,
                 version=self.version,
                 default_weights=default_weights,
+                settings=dict(settings or {}),
             )
         )

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from lungtk.core import Candidate, Volume
+from lungtk.core import Candidate, RunOptions, Volume
 from lungtk.ct_io.lungmask import lung_mask
 
 FEATURES = (
@@ -143,6 +143,11 @@ class BlobDetector:
     max_candidates: int = 100
     max_peaks: int = 800
     calibration: dict[str, Any] = field(default_factory=load_calibration)
+
+    @classmethod
+    def from_options(cls, options: RunOptions) -> BlobDetector:
+        """The component factory: the declared settings (see the package's plugin module) as fields."""
+        return cls(**options.settings)
 
     @property
     def diameters_mm(self) -> NDArray[np.float64]:

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from lungtk.core import Candidate, NoduleMask, Volume
+from lungtk.core import Candidate, NoduleMask, RunOptions, Volume
 from lungtk.ct_io.crops import crop_array, crop_bounds
 
 AIR_HU = -1000.0
@@ -61,6 +61,11 @@ class RegionGrowSegmenter:
     opening_fraction: float = 0.35
     min_opening_mm: float = 1.0
     max_opening_mm: float = 3.0
+
+    @classmethod
+    def from_options(cls, options: RunOptions) -> RegionGrowSegmenter:
+        """The component factory: the declared settings (see the package's plugin module) as fields."""
+        return cls(**options.settings)
 
     def segment_one(self, ct: Volume, candidate: Candidate) -> NoduleMask:
         geometry = ct.geometry
