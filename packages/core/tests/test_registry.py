@@ -75,7 +75,9 @@ def test_default_weights_must_name_a_package():
 
 
 def test_factories_are_not_imported_until_built(tmp_path, monkeypatch):
-    (tmp_path / "lazy_mod_for_registry_test.py").write_text("class Thing:\n    def __init__(self, options):\n        self.options = options\n")
+    (tmp_path / "lazy_mod_for_registry_test.py").write_text(
+        "class Thing:\n    def __init__(self, options):\n        self.options = options\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry()
     registry.add(spec("lazy", factory="lazy_mod_for_registry_test:Thing"))

@@ -76,7 +76,9 @@ def coerce_setting(owner: str, key: str, value: Any, default: SettingValue) -> S
         try:
             number = kind(value) if not (kind is int and isinstance(value, str)) else int(value.strip(), 10)
         except (TypeError, ValueError):
-            raise LungtkError(f"{where}: expected {'a whole number' if kind is int else 'a number'}") from None
+            raise LungtkError(
+                f"{where}: expected {'a whole number' if kind is int else 'a number'}"
+            ) from None
         if isinstance(number, float) and not math.isfinite(number):
             raise LungtkError(f"{where}: expected a finite number")
         if kind is int and isinstance(value, float) and value != number:
@@ -120,7 +122,9 @@ def parse_weights(items: Iterable[str]) -> dict[str, Path]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise LungtkError(f"--weights {item!r}: write it as NAME=FILE, e.g. resunet=run/model.safetensors")
+            raise LungtkError(
+                f"--weights {item!r}: write it as NAME=FILE, e.g. resunet=run/model.safetensors"
+            )
         path = Path(value.strip()).expanduser()
         if not path.is_file():
             raise LungtkError(f"--weights {item}: {path} is not a file")

@@ -43,7 +43,9 @@ class ComponentSpec:
     def __post_init__(self) -> None:
         for key, value in self.settings.items():
             if not isinstance(value, bool | int | float | str):
-                raise ValueError(f"{self.kind} '{self.name}': setting {key!r} needs a bool/int/float/str default")
+                raise ValueError(
+                    f"{self.kind} '{self.name}': setting {key!r} needs a bool/int/float/str default"
+                )
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
         if self.default_weights is not None and ":" not in self.default_weights:
             raise ValueError(
@@ -145,7 +147,11 @@ class Registry:
             ) from None
 
     def create(
-        self, kind: Kind, name: str, options: RunOptions | None = None, settings: Mapping[str, Any] | None = None
+        self,
+        kind: Kind,
+        name: str,
+        options: RunOptions | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> Any:
         return self.get(kind, name).create(options, settings)
 
