@@ -14,7 +14,7 @@ from lungtk.core import LungtkError, get_registry
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from lungtk.cli.pipeline import Pipeline, RunSummary
+    from lungtk.pipeline import Pipeline, RunSummary
 
 app = typer.Typer(
     help="Run detection, segmentation, classification and follow-up on CT scans.", no_args_is_help=True
@@ -32,7 +32,7 @@ class Risk(StrEnum):
 
 
 def _run(pipeline: Pipeline, scans: list[tuple[str, Path]], out: Path, resume: bool) -> RunSummary:
-    from lungtk.cli.pipeline import run
+    from lungtk.pipeline import run
 
     with progress_bar() as progress:
         task = progress.add_task("analysing scans", total=len(scans))
@@ -46,12 +46,18 @@ def _run(pipeline: Pipeline, scans: list[tuple[str, Path]], out: Path, resume: b
 
 
 def _print_timings(summary: RunSummary) -> None:
-    from lungtk.cli.pipeline.run import peak_rss_mb
+    from lungtk.pipeline.run import peak_rss_mb
 
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items() if v and k != "total")
     note(
         f"time per stage: {stages}; total {summary.timings['total']:.1f}s; peak memory {peak_rss_mb():.0f} MiB"
     )
+
+
+class PrecisionChoice(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 @app.command("run")
@@ -64,9 +70,33 @@ def run_command(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for findings, masks and the report.")],
     detector: Annotated[str, typer.Option("--detector", help="A registered detector.")] = "blob",
+    candidates: Annotated[
+        Path | None,
+        typer.Option(
+            "--candidates",
+            help="Use these locations instead of a detector: a CSV with seriesuid,coordX,coordY,coordZ "
+            "(patient mm) and optional diameter_mm (default 10) and probability (default 1).",
+        ),
+    ] = None,
     segmenter: Annotated[str, typer.Option("--segmenter", help="A registered segmenter.")] = "regiongrow",
     classifier: Annotated[
         list[str] | None, typer.Option("--classifier", help="A registered classifier; repeat for more.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A component setting NAME.KEY=VALUE (NAME: the component or its role, e.g. "
+            "blob.max_candidates=50); repeat for more. `lungtk plugins list --json` shows the settings.",
+        ),
+    ] = None,
+    weights: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weights",
+            help="A model file for one component, NAME=FILE (NAME: the component or its role, e.g. "
+            "segmenter=run/model.safetensors); default: the component's shipped weights.",
+        ),
     ] = None,
     fleischner: Annotated[
         Scheme, typer.Option("--fleischner", help="Follow-up scheme.")
@@ -76,6 +106,9 @@ def run_command(
         float, typer.Option("--threshold", help="Findings at this probability or more are reported.")
     ] = 0.5,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[
+        PrecisionChoice, typer.Option("--precision", help="Arithmetic of learned components on a GPU.")
+    ] = PrecisionChoice.fp32,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Candidates per segmenter call.")] = 16,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse scans already done in --out.")] = False,
 ) -> None:
@@ -86,26 +119,32 @@ def run_command(
     fleischner.json and report.html. See `lungtk plugins list` for the components. A scan that cannot be
     read is reported and skipped; the run then exits with status 1. Prints OUT on stdout.
     """
-    from lungtk.cli.pipeline import Pipeline, expand_scans
+    from lungtk.core.options import parse_assignments, parse_weights
+    from lungtk.pipeline import GivenCandidates, Pipeline, expand_scans
 
     if not 0.0 <= threshold <= 1.0:
         raise LungtkError(f"--threshold {threshold}: use a probability between 0 and 1")
+    settings = parse_assignments(set_ or [])
+    model_files = parse_weights(weights or [])
     found = expand_scans(scans)
+    given = GivenCandidates.read(candidates) if candidates is not None else None
     pipeline = Pipeline.from_registry(
         get_registry(),
-        detector,
+        given if given is not None else detector,
         segmenter,
         classifier if classifier is not None else ["size"],
         device=device,
+        precision=precision.value,
         batch_size=batch_size,
+        settings=settings,
+        weights=model_files,
         threshold=threshold,
         scheme=fleischner.value,
         risk=risk.value,
     )
-    if device.startswith("cuda") and pipeline.device == "cpu":
-        note(
-            f"--device {device}: {detector}, {segmenter} and the classifiers use no torch; they run on the CPU"
-        )
+    on_cpu = [c.spec.name for c in pipeline.components if c.spec.cpu_only]
+    if device.startswith("cuda") and on_cpu:
+        note(f"--device {device}: {', '.join(on_cpu)} use no GPU; they run on the CPU")
     summary = _run(pipeline, found, out, resume)
     _print_timings(summary)
     done = len(summary.scans) - len(summary.failed)
@@ -134,7 +173,7 @@ def demo(
     """
     from rich.table import Table
 
-    from lungtk.cli.pipeline import Pipeline, expand_scans
+    from lungtk.pipeline import Pipeline, expand_scans
     from lungtk.phantom import write_phantoms
 
     registry = get_registry()
@@ -171,31 +210,21 @@ def demo(
 
 
 def _truth_table(nodules_csv: Path, findings: list[dict], threshold: float) -> Table:
-    """The phantom's nodules and whether a reported finding lies within each one's radius."""
-    import csv
-
-    import numpy as np
+    """The phantom's nodules and whether a reported finding hits each one."""
     from rich.table import Table
+
+    from lungtk.pipeline.truth import match_truth
 
     table = Table(title=f"the phantom's nodules (truth from {nodules_csv})")
     for column in ("x mm", "y mm", "z mm", "diameter mm", "texture", "found"):
         table.add_column(column, justify="left" if column in ("texture", "found") else "right")
-    reported = [f for f in findings if f["probability"] >= threshold]
-    with nodules_csv.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            centre = np.array([float(row[k]) for k in ("coordX", "coordY", "coordZ")])
-            radius = max(float(row["diameter_mm"]) / 2, 1.5)
-            hits = [
-                f["finding"]
-                for f in reported
-                if np.linalg.norm(np.array([f["coordX"], f["coordY"], f["coordZ"]]) - centre) <= radius
-            ]
-            table.add_row(
-                *(f"{v:.1f}" for v in centre),
-                f"{float(row['diameter_mm']):.1f}",
-                row["texture"],
-                f"yes (#{hits[0]})" if hits else "no",
-            )
+    for match in match_truth(nodules_csv, findings, threshold):
+        table.add_row(
+            *(f"{v:.1f}" for v in match.center_xyz),
+            f"{match.diameter_mm:.1f}",
+            match.texture,
+            f"yes (#{match.finding})" if match.found else "no",
+        )
     return table
 
 

@@ -13,5 +13,6 @@ def lungtk_register_classifiers(registry: Any) -> None:
         "size",
         "lungtk.cls.size:SizeClassifier.from_options",
         summary="Classical: malignancy from diameter (fitted on LIDC), texture from density (no weights).",
+        cpu_only=True,
         settings={"min_solid_part_mm": 2.0, "solid_above": 0.5},
     )

@@ -13,6 +13,7 @@ def lungtk_register_detectors(registry: Any) -> None:
         "blob",
         "lungtk.detect.blob:BlobDetector.from_options",
         summary="Classical: multi-scale blob filter in the lungs, vessels rejected by shape (no weights).",
+        cpu_only=True,
         settings={
             "min_diameter_mm": 3.5,
             "max_diameter_mm": 32.0,

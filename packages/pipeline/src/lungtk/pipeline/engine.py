@@ -6,17 +6,19 @@ exactly as first-party ones do. Coordinates cross every stage in patient millime
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lungtk.core import Finding, LungtkError, Registry, Volume
+from lungtk.core import Detector, Finding, LungtkError, Precision, Registry, RunOptions, Volume
+from lungtk.core.labels import is_reported
 from lungtk.core.registry import ComponentSpec
 from lungtk.ct_io.crops import paste
 from lungtk.ct_io.measure import measure
@@ -38,23 +40,20 @@ class Component:
         return {"name": self.spec.name, "distribution": self.spec.distribution, "version": self.spec.version}
 
 
-def _accepts(factory: Callable[..., Any], name: str) -> bool:
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
 def resolve_device(spec: str, needed: bool) -> str:
     """``auto``/``cpu``/``cuda``/``cuda:N`` -> the device to run on. Torch is imported only when a
-    component takes a device (``needed``); classical components always run on the CPU."""
+    component can use a device other than the CPU (``needed``)."""
     spec = spec.strip().lower()
     if spec not in ("auto", "cpu", "cuda") and not (spec.startswith("cuda:") and spec[5:].isdigit()):
         raise LungtkError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N")
     if not needed or spec == "cpu":
         return "cpu"
-    import torch
+    try:
+        import torch
+    except ImportError:
+        if spec == "auto":
+            return "cpu"
+        raise LungtkError(f"--device {spec}: torch is not installed; use --device cpu") from None
 
     available = torch.cuda.is_available()
     if spec == "auto":
@@ -65,6 +64,38 @@ def resolve_device(spec: str, needed: bool) -> str:
     if index >= torch.cuda.device_count():
         raise LungtkError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return spec
+
+
+def _ready(detector: Detector) -> ComponentSpec:
+    """A spec for a detector built by the caller (it takes no options and runs on the CPU)."""
+    name = getattr(detector, "source", type(detector).__name__)
+    return ComponentSpec(
+        name, "detector", lambda options: detector, distribution="lungtk-pipeline", version=pipeline_version(), cpu_only=True
+    )
+
+
+def pipeline_version() -> str:
+    try:
+        return version("lungtk-pipeline")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _per_component(
+    given: Mapping[str, Any], roles: dict[str, ComponentSpec], what: str
+) -> dict[ComponentSpec, Any]:
+    """Map ``--set``/``--weights`` keys (a component's name or its role: detector, segmenter,
+    classifier) to the components they address; a key that names none of them is an error."""
+    addressed: dict[ComponentSpec, Any] = {}
+    names = {spec.name: spec for spec in roles.values()}
+    for key, value in given.items():
+        targets = [roles[key]] if key in roles else [s for s in roles.values() if s.name == key]
+        if not targets:
+            known = ", ".join(sorted({*names, *roles}))
+            raise LungtkError(f"{what} {key}: not a component of this pipeline (use one of: {known})")
+        for spec in targets:
+            addressed[spec] = value
+    return addressed
 
 
 @dataclass(frozen=True)
@@ -161,33 +192,56 @@ class Pipeline:
     def from_registry(
         cls,
         registry: Registry,
-        detector: str,
+        detector: str | Detector,
         segmenter: str,
         classifiers: Sequence[str],
         *,
         device: str = "auto",
+        precision: Precision = "fp32",
         batch_size: int = 16,
-        **settings: Any,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        weights: Mapping[str, Path] | None = None,
+        **options: Any,
     ) -> Pipeline:
-        """Build the named components (unknown names fail with suggestions before anything is built)."""
-        if batch_size < 1:
-            raise LungtkError(f"--batch-size {batch_size}: use 1 or more")
-        specs = [
-            registry.get("detector", detector),
-            registry.get("segmenter", segmenter),
-            *(registry.get("classifier", c) for c in classifiers),
-        ]
-        factories = [spec.load() for spec in specs]
-        resolved = resolve_device(device, any(_accepts(f, "device") for f in factories))
-        built = []
-        for spec, factory in zip(specs, factories, strict=True):
-            kwargs: dict[str, Any] = {}
-            if _accepts(factory, "device"):
-                kwargs["device"] = resolved
-            if _accepts(factory, "batch_size"):
-                kwargs["batch_size"] = batch_size
-            built.append(Component(spec, factory(**kwargs)))
-        return cls(built[0], built[1], built[2:], device=resolved, batch_size=batch_size, **settings)
+        """Build the named components. Every factory receives the same :class:`RunOptions`, completed
+        with its own settings (``settings[name or role]``) and weights (``weights[name or role]``, else
+        the component's shipped default). Unknown names, settings and weights fail, with suggestions,
+        before anything is built. ``detector`` may be a ready detector instead of a name, such as
+        :class:`~lungtk.pipeline.given.GivenCandidates` (locations from a table)."""
+        base = RunOptions(device="cpu", precision=precision, batch_size=batch_size)  # validates numbers
+        detector_spec = (
+            registry.get("detector", detector) if isinstance(detector, str) else _ready(detector)
+        )
+        roles = {"detector": detector_spec, "segmenter": registry.get("segmenter", segmenter)}
+        classifier_specs = [registry.get("classifier", c) for c in classifiers]
+        everyone = [*roles.values(), *classifier_specs]
+        roles_all = {**roles, **{f"classifier:{s.name}": s for s in classifier_specs}}
+        if len(classifier_specs) == 1:
+            roles_all["classifier"] = classifier_specs[0]
+        per_settings = _per_component(settings or {}, roles_all, "--set")
+        per_weights = _per_component(weights or {}, roles_all, "--weights")
+        completed = {
+            spec: spec.options_for(replace(base, weights=per_weights.get(spec)), per_settings.get(spec))
+            for spec in everyone
+        }  # settings and weights all checked before torch is imported or anything is built
+        resolved = resolve_device(device, any(not spec.cpu_only for spec in everyone))
+        built: dict[ComponentSpec, Component] = {}
+        for spec in everyone:
+            if spec not in built:  # one instance when a component plays two roles
+                run_on = "cpu" if spec.cpu_only else resolved
+                built[spec] = Component(spec, spec.load()(replace(completed[spec], device=run_on)))
+        return cls(
+            built[roles["detector"]],
+            built[roles["segmenter"]],
+            [built[s] for s in classifier_specs],
+            device=resolved,
+            batch_size=batch_size,
+            **options,
+        )
+
+    @property
+    def components(self) -> list[Component]:
+        return [self.detector, self.segmenter, *self.classifiers]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -282,5 +336,5 @@ class Pipeline:
         return [
             (r, f)
             for r, f in zip(result.rows, result.findings, strict=True)
-            if r.probability >= self.threshold
+            if is_reported(r.probability, self.threshold)
         ]

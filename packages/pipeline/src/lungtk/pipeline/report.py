@@ -141,7 +141,7 @@ def render_report(summary: dict[str, Any], scans: Sequence[dict[str, Any]], thre
         f"<h1>lungtk report</h1><p>{len(scans)} scan(s){f', {failed} not analysed' if failed else ''}. "
         f"Detector <b>{html.escape(components['detector']['name'])}</b>, segmenter "
         f"<b>{html.escape(components['segmenter']['name'])}</b>, classifier(s) <b>{html.escape(classifiers)}</b>"
-        f" on {html.escape(summary['device'])}; lungtk {html.escape(summary['lungtk'])}.</p>"
+        f" on {html.escape(summary['device'])}; lungtk-pipeline {html.escape(summary['lungtk_pipeline'])}.</p>"
         f"<details><summary>Seconds per stage</summary><table>{timings}</table></details>"
     )
     body = "".join(_scan_section(s, threshold) for s in scans)

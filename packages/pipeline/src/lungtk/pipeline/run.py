@@ -21,12 +21,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from lungtk.cli.pipeline.engine import STAGES, Pipeline, ScanResult, Timer
-from lungtk.cli.pipeline.report import render_report, write_thumbnails
+from lungtk.pipeline.engine import STAGES, Pipeline, ScanResult, Timer, pipeline_version
+from lungtk.pipeline.report import render_report, write_thumbnails
 from lungtk.core import LungtkError, write_text
 
 CSV_COLUMNS = (
@@ -41,13 +40,6 @@ CSV_COLUMNS = (
     "malignancy",
 )
 MAX_THUMBNAILS = 12  # per scan, the most probable reported findings
-
-
-def _lungtk_version() -> str:
-    try:
-        return version("lungtk")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def peak_rss_mb() -> float:
@@ -197,7 +189,7 @@ def findings_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 def _findings_json(pipeline: Pipeline, summary: RunSummary) -> dict[str, Any]:
     return {
-        "lungtk": _lungtk_version(),
+        "lungtk_pipeline": pipeline_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **_settings(pipeline),
         "device": pipeline.device,
@@ -234,7 +226,7 @@ def write_outputs(pipeline: Pipeline, summary: RunSummary) -> None:
     report_summary = {
         "components": pipeline.describe(),
         "device": pipeline.device,
-        "lungtk": _lungtk_version(),
+        "lungtk_pipeline": pipeline_version(),
         "timings_s": {k: v for k, v in summary.timings.items() if v},
     }
     write_text(out / "report.html", render_report(report_summary, summary.scans, pipeline.threshold))

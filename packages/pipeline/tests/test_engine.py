@@ -1,0 +1,249 @@
+"""The pipeline library in process, with stub components: the component contract (one RunOptions per
+factory, declared settings, weights), given locations as the detector, outputs and truth matching."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lungtk.core import Candidate, ComponentSpec, Geometry, LungtkError, NoduleMask, Registry
+from lungtk.ct_io import write_image
+from lungtk.pipeline import GivenCandidates, Pipeline, expand_scans, run
+from lungtk.pipeline.truth import match_truth
+
+SPACING = (0.8, 0.8, 1.5)  # x, y, z
+ORIGIN = (-20.0, 10.0, -100.0)
+
+
+def _scan(folder: Path, name: str = "scan-a") -> Path:
+    """A 24x40x40 volume of lung (-850 HU) with a 5-voxel-radius ball of soft tissue at its centre."""
+    grid = np.indices((24, 40, 40)).astype(float)
+    centre = np.array([12, 20, 20.0])[:, None, None, None]
+    mm = (grid - centre) * np.array([1.5, 0.8, 0.8])[:, None, None, None]
+    ball = np.sqrt((mm**2).sum(axis=0)) <= 4.0
+    hu = np.where(ball, 40, -850).astype(np.int16)
+    path = folder / f"{name}.mhd"
+    write_image(path, hu, Geometry(ORIGIN, SPACING))
+    return path
+
+
+class StubDetector:
+    """One candidate at the scan's centre voxel; remembers the options it was built with."""
+
+    built: list = []
+
+    def __init__(self, options):
+        self.options = options
+        StubDetector.built.append(options)
+
+    def detect(self, ct):
+        centre = ct.geometry.irc2xyz(np.array(ct.array.shape) // 2)
+        return [Candidate(tuple(centre), float(self.options.settings["diameter_mm"]), 0.9)]
+
+
+class StubSegmenter:
+    """A ball of the candidate's diameter; records the centres it was asked about."""
+
+    seen: list = []
+
+    def __init__(self, options):
+        self.options = options
+
+    def segment(self, ct, candidates):
+        masks = []
+        for c in candidates:
+            StubSegmenter.seen.append(c.center_xyz)
+            size = 9
+            geometry = ct.geometry.shifted(ct.geometry.xyz2irc(c.center_xyz) - size // 2)
+            grid = np.indices((size,) * 3) - size // 2
+            mm = grid * ct.geometry.spacing_irc[:, None, None, None]
+            masks.append(NoduleMask(np.sqrt((mm**2).sum(0)) <= c.diameter_mm / 2, geometry))
+        return masks
+
+
+class StubClassifier:
+    def __init__(self, options):
+        self.options = options
+
+    def classify(self, ct, findings):
+        p = float(self.options.settings["malignant"])
+        return [{"malignancy": {"benign": 1 - p, "malignant": p}} for _ in findings]
+
+
+def _registry(**extra) -> Registry:
+    registry = Registry()
+    registry.add(
+        ComponentSpec("stub-det", "detector", StubDetector, settings={"diameter_mm": 8.0}, **extra)
+    )
+    registry.add(ComponentSpec("stub-seg", "segmenter", StubSegmenter, cpu_only=True))
+    registry.add(ComponentSpec("stub-cls", "classifier", StubClassifier, settings={"malignant": 0.25}))
+    return registry
+
+
+def test_every_factory_gets_run_options_with_its_own_settings(tmp_path):
+    StubDetector.built.clear()
+    pipe = Pipeline.from_registry(
+        _registry(),
+        "stub-det",
+        "stub-seg",
+        ["stub-cls"],
+        device="cpu",
+        batch_size=3,
+        settings={"detector": {"diameter_mm": "6.5"}, "stub-cls": {"malignant": "0.75"}},
+    )
+    (options,) = StubDetector.built
+    assert options.settings == {"diameter_mm": 6.5} and options.batch_size == 3 and options.device == "cpu"
+    assert pipe.classifiers[0].instance.options.settings == {"malignant": 0.75}
+    assert pipe.segmenter.instance.options.settings == {}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"stub-det": {"diameter": "3"}}, "has no setting 'diameter'; did you mean 'diameter_mm'"),
+        ({"stub-dett": {"diameter_mm": "3"}}, "--set stub-dett: not a component of this pipeline"),
+        ({"stub-cls": {"malignant": "high"}}, "expected a number"),
+    ],
+)
+def test_bad_settings_fail_before_anything_is_built(settings, message):
+    StubDetector.built.clear()
+    with pytest.raises(LungtkError, match=message):
+        Pipeline.from_registry(_registry(), "stub-det", "stub-seg", ["stub-cls"], settings=settings)
+    assert StubDetector.built == []
+
+
+def test_weights_override_reaches_only_the_named_component(tmp_path):
+    model = tmp_path / "det.safetensors"
+    model.write_bytes(b"not read by the stub")
+    pipe = Pipeline.from_registry(
+        _registry(), "stub-det", "stub-seg", ["stub-cls"], device="cpu", weights={"stub-det": model}
+    )
+    assert pipe.detector.instance.options.weights == model
+    assert pipe.segmenter.instance.options.weights is None
+
+
+def test_a_component_with_missing_shipped_weights_names_the_override():
+    registry = Registry()
+    registry.add(
+        ComponentSpec(
+            "learned", "detector", StubDetector, default_weights="lungtk.pipeline:weights/none.safetensors"
+        )
+    )
+    registry.add(ComponentSpec("stub-seg", "segmenter", StubSegmenter))
+    with pytest.raises(LungtkError, match=r"--weights learned=FILE"):
+        Pipeline.from_registry(registry, "learned", "stub-seg", [])
+
+
+def test_run_writes_findings_masks_and_a_recommendation(tmp_path):
+    scan = _scan(tmp_path)
+    pipe = Pipeline.from_registry(_registry(), "stub-det", "stub-seg", ["stub-cls"], device="cpu")
+    summary = run(pipe, expand_scans([scan]), tmp_path / "out")
+    (row,) = summary.findings
+    assert row["malignancy"] == 0.25 and row["probability"] == 0.9
+    # A ball of 8 mm at 0.8 x 0.8 x 1.5 mm voxels: the measured diameter is within a voxel of 8 mm.
+    assert abs(row["diameter_mm"] - 8.0) < 1.0
+    with (tmp_path / "out" / "findings.csv").open() as handle:
+        assert [r["seriesuid"] for r in csv.DictReader(handle)] == ["scan-a"]
+    record = json.loads((tmp_path / "out" / "findings.json").read_text())
+    assert record["components"]["detector"]["name"] == "stub-det"
+    assert (tmp_path / "out" / "masks" / "scan-a.nii.gz").is_file()
+
+
+def test_given_locations_replace_the_detector(tmp_path):
+    scan = _scan(tmp_path)
+    table = tmp_path / "clicks.csv"
+    table.write_text(
+        "seriesuid,coordX,coordY,coordZ,diameter_mm\n"
+        "scan-a,-4.0,26.0,-82.0,6\n"
+        "scan-a,-10.0,20.0,-90.0,\n"
+        "other-scan,0,0,0,5\n"
+    )
+    StubSegmenter.seen.clear()
+    given = GivenCandidates.read(table)
+    pipe = Pipeline.from_registry(_registry(), given, "stub-seg", [], device="cpu")
+    summary = run(pipe, expand_scans([scan]), tmp_path / "out")
+    assert StubSegmenter.seen == [(-4.0, 26.0, -82.0), (-10.0, 20.0, -90.0)]
+    assert [r["probability"] for r in summary.findings] == [1.0, 1.0]
+    assert pipe.describe()["detector"]["distribution"] == "lungtk-pipeline"
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("scan-a,1,2,inf,5", "'coordZ': inf is not a finite number"),
+        ("scan-a,1,2,x,5", "'coordZ': 'x' is not a number"),
+        ("scan-a,1,2,3,-5", "'diameter_mm': -5 is negative"),
+        ("scan-a,1,2,3,nan", "'diameter_mm': nan is not a finite number"),
+    ],
+)
+def test_given_locations_are_validated_with_file_and_line(tmp_path, row, message):
+    table = tmp_path / "clicks.csv"
+    table.write_text(f"seriesuid,coordX,coordY,coordZ,diameter_mm\nscan-a,0,0,0,4\n{row}\n")
+    with pytest.raises(LungtkError, match=rf"clicks.csv: line 3, column {message}"):
+        GivenCandidates.read(table)
+
+
+def test_given_probability_must_be_a_probability(tmp_path):
+    table = tmp_path / "clicks.csv"
+    table.write_text("seriesuid,coordX,coordY,coordZ,probability\nscan-a,0,0,0,2.0\n")
+    with pytest.raises(LungtkError, match="'probability': 2 is not between 0 and 1"):
+        GivenCandidates.read(table)
+
+
+def test_truth_matching_uses_the_radius_rule(tmp_path):
+    truth = tmp_path / "nodules.csv"
+    truth.write_text(
+        "seriesuid,coordX,coordY,coordZ,diameter_mm,texture\n"
+        "a,0,0,0,10,solid\n"  # hit by finding 2 at 4.9 mm (radius 5); finding 1 is 5.1 mm away
+        "a,50,0,0,6,ground-glass\n"  # only a finding below the threshold is near it
+        "b,0,0,0,10,solid\n"  # another scan
+    )
+    findings = [
+        {"finding": 1, "coordX": 0.0, "coordY": 5.1, "coordZ": 0.0, "probability": 0.9},
+        {"finding": 2, "coordX": 3.0, "coordY": 0.0, "coordZ": 3.874, "probability": 0.6},
+        {"finding": 3, "coordX": 50.0, "coordY": 0.0, "coordZ": 0.0, "probability": 0.4},
+    ]
+    matches = match_truth(truth, findings, 0.5, seriesuid="a")
+    assert [(m.diameter_mm, m.finding) for m in matches] == [(10.0, 2), (6.0, None)]
+
+
+def test_the_library_runs_without_typer_or_torch(tmp_path):
+    scan = _scan(tmp_path)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from lungtk.core import Candidate, ComponentSpec, NoduleMask, Registry
+        from lungtk.pipeline import Pipeline, expand_scans, run
+        import numpy as np
+
+        class Det:
+            def __init__(self, options): pass
+            def detect(self, ct):
+                return [Candidate(tuple(ct.geometry.irc2xyz(np.array(ct.array.shape) // 2)), 6.0, 0.8)]
+
+        class Seg:
+            def __init__(self, options): pass
+            def segment(self, ct, candidates):
+                return [NoduleMask(np.ones((3, 3, 3), bool), ct.geometry.shifted(
+                    ct.geometry.xyz2irc(c.center_xyz) - 1)) for c in candidates]
+
+        registry = Registry()
+        registry.add(ComponentSpec("d", "detector", Det))
+        registry.add(ComponentSpec("s", "segmenter", Seg))
+        pipe = Pipeline.from_registry(registry, "d", "s", [], device="cpu")
+        summary = run(pipe, expand_scans([Path({str(scan)!r})]), Path({str(tmp_path / "out")!r}))
+        assert len(summary.findings) == 1, summary.findings
+        print(sorted(m for m in ("torch", "typer") if m in sys.modules))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
