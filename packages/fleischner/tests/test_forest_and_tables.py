@@ -113,3 +113,32 @@ def test_findings_json_and_probabilities(tmp_path):
     np.testing.assert_allclose(lndb.probabilities, [0.1, 0.0, 0.0, 0.9], atol=1e-9)
     (f2017,) = recommend_cases(cases, "fleischner2017")
     assert f2017.category == 3 and f2017.nodules == 1
+
+
+def test_read_labels_takes_lndb_columns_and_rejects_categories_outside_0_to_3(tmp_path):
+    from lungtk.core import LungtkError
+    from lungtk.fleischner.tables import read_labels
+
+    lndb = tmp_path / "trainFleischner.csv"
+    lndb.write_text("LNDbID,Fleischner\n1,0\n2,3.0\n")
+    assert read_labels(lndb) == {"1": 0, "2": 3}
+    for bad in ("4", "1.5", "-1", "x"):
+        (tmp_path / "bad.csv").write_text(f"patient,category\na,{bad}\n")
+        with pytest.raises(LungtkError, match=r"bad.csv: line 2, column 'category'"):
+            read_labels(tmp_path / "bad.csv")
+
+
+def test_cases_from_annotations_keep_every_scan_and_only_measured_nodules():
+    from types import SimpleNamespace
+
+    from lungtk.fleischner.tables import cases_from_annotations
+
+    notes = [
+        SimpleNamespace(uid="a", is_nodule=True, texture=5.0, volume_mm3=300.0, finding="1"),
+        SimpleNamespace(uid="a", is_nodule=False, texture=5.0, volume_mm3=30.0, finding="2"),
+        SimpleNamespace(uid="a", is_nodule=True, texture=None, volume_mm3=30.0, finding="3"),
+    ]
+    cases = cases_from_annotations(["a", "b"], notes)
+    assert sorted(cases) == ["a", "b"] and cases["b"].nodules == []
+    (nodule,) = cases["a"].nodules
+    assert nodule.id == "1" and nodule.volume_mm3 == 300.0 and nodule.texture.value == "solid"

@@ -16,29 +16,22 @@ app = typer.Typer(
 )
 
 
-def _scans(paths: list[Path]) -> list[Path]:
-    from lungtk.ct_io.points import find_scans
-
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir() and not any(p.suffix.lower() == ".dcm" for p in path.iterdir()):
-            found.extend(find_scans(path).values())
-        else:
-            found.append(path)
-    return found
-
-
 @app.command("warm")
 def warm(
     paths: Annotated[
-        list[Path], typer.Argument(help="Scans, or folders searched for scans (a DICOM folder is one scan).")
+        list[Path],
+        typer.Argument(
+            help="Scans, folders searched for scans (a DICOM folder is one scan) or list files, as for "
+            "`lungtk pipeline run`."
+        ),
     ],
 ) -> None:
     """Decode scans into the cache (already cached ones are skipped)."""
     from lungtk.ct_io.cache import VolumeCache
+    from lungtk.pipeline import expand_scans
 
     cache = VolumeCache()
-    scans = _scans(paths)
+    scans = [path for _, path in expand_scans(paths)]
     decoded = 0
     with progress_bar() as progress:
         task = progress.add_task("warming cache", total=len(scans))

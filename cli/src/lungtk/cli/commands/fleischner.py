@@ -128,60 +128,23 @@ def recommend(
     _emit(results, fmt, out)
 
 
-def _read_labels(path: Path) -> dict[str, int]:
-    """patient (or seriesuid / LNDbID) -> category (or Fleischner) from a CSV."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise LungtkError(f"{path}: no such file") from None
-    header = set(rows[0]) if rows else set()
-    id_col = next((c for c in ("patient", "seriesuid", "LNDbID") if c in header), None)
-    cat_col = next((c for c in ("category", "Fleischner", "fleischner") if c in header), None)
-    if id_col is None or cat_col is None:
-        raise LungtkError(f"{path}: needs a 'patient' and a 'category' column (or LNDb's LNDbID,Fleischner)")
-    labels = {}
-    for line, row in enumerate(rows, start=2):
-        try:
-            value = int(float(row[cat_col]))
-        except (TypeError, ValueError):
-            raise LungtkError(
-                f"{path}: line {line}, column '{cat_col}': {row[cat_col]!r} is not 0-3"
-            ) from None
-        if not 0 <= value <= 3:
-            raise LungtkError(f"{path}: line {line}, column '{cat_col}': {value} is not 0-3")
-        labels[row[id_col].strip()] = value
-    return labels
-
-
-def _lndb_cases(root: Path) -> tuple[dict[str, Case], dict[str, int]]:
-    """Merged reader findings (nodules only) and reference categories of an LNDb folder."""
-    from lungtk.ct_io.datasets import load_lndb
-    from lungtk.fleischner import Case, Nodule, parse_texture
-
-    index = load_lndb(root)
-    cases = {uid: Case(uid) for uid in index.scans}
-    for a in index.annotations:
-        if a.is_nodule and a.texture is not None and a.volume_mm3 is not None:
-            cases[a.uid].nodules.append(
-                Nodule(parse_texture(a.texture), volume_mm3=a.volume_mm3, id=a.finding)
-            )
-    labels = {s.uid: s.fleischner for s in index if s.fleischner is not None}
-    return cases, labels  # type: ignore[return-value]
-
-
 def _inputs(
     nodules: Path | None, labels: Path | None, lndb: Path | None
 ) -> tuple[dict[str, Case], dict[str, int]]:
     from lungtk.fleischner import read_cases
+    from lungtk.fleischner.tables import cases_from_annotations, read_labels
 
     if lndb is not None:
         if nodules is not None or labels is not None:
             raise LungtkError("give either --lndb or a nodule table with --labels, not both")
-        return _lndb_cases(lndb)
+        from lungtk.ct_io.datasets import load_lndb
+
+        index = load_lndb(lndb)
+        references = {s.uid: s.fleischner for s in index if s.fleischner is not None}
+        return cases_from_annotations(index.scans, index.annotations), references
     if nodules is None or labels is None:
         raise LungtkError("give a nodule table and --labels (patient,category), or --lndb FOLDER")
-    return read_cases(nodules), _read_labels(labels)
+    return read_cases(nodules), read_labels(labels)
 
 
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="CSV of patient,category (reference).")]
@@ -218,26 +181,9 @@ def train(
 
 
 def _forest_results(cases: dict[str, Case], model: Path) -> list[Recommendation]:
-    from lungtk.fleischner import CATEGORIES, Recommendation
     from lungtk.fleischner.forest import FleischnerForest
 
-    forest = FleischnerForest.load(model)
-    proba = forest.predict_proba({p: c.nodules for p, c in cases.items()})
-    results = []
-    for patient, p in proba.items():
-        category = int(p.argmax())
-        results.append(
-            Recommendation(
-                patient,
-                "forest",
-                category,
-                CATEGORIES[category],
-                None,
-                len(cases[patient].nodules),
-                probabilities=[round(float(v), 6) for v in p],
-            )
-        )
-    return results
+    return FleischnerForest.load(model).recommend({p: c.nodules for p, c in cases.items()})
 
 
 @app.command("predict")

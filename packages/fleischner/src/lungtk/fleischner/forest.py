@@ -16,6 +16,7 @@ import numpy as np
 from lungtk.core import LungtkError, atomic_path
 from lungtk.fleischner.features import FEATURE_NAMES, patient_features
 from lungtk.fleischner.nodules import Nodule
+from lungtk.fleischner.result import CATEGORIES, Recommendation
 
 FORMAT = "lungtk-fleischner-forest/1"
 
@@ -64,6 +65,24 @@ class FleischnerForest:
         full = np.zeros((len(ids), 4))
         full[:, self.classes] = raw
         return dict(zip(ids, full, strict=True))
+
+    def recommend(self, patients: Mapping[str, Sequence[Nodule]]) -> list[Recommendation]:
+        """The most probable category per patient, with the probabilities of all four."""
+        results = []
+        for patient, p in self.predict_proba(patients).items():
+            category = int(p.argmax())
+            results.append(
+                Recommendation(
+                    patient,
+                    "forest",
+                    category,
+                    CATEGORIES[category],
+                    None,
+                    len(patients[patient]),
+                    probabilities=[round(float(v), 6) for v in p],
+                )
+            )
+        return results
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         import joblib

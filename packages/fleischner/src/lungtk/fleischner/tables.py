@@ -212,3 +212,51 @@ def recommend_cases(
             )
         results.append(result)
     return results
+
+
+_LABEL_ID_COLUMNS = ("patient", "seriesuid", "LNDbID")
+_LABEL_COLUMNS = ("category", "Fleischner", "fleischner")
+
+
+def read_labels(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Reference categories: patient (or ``seriesuid`` / LNDb's ``LNDbID``) -> category 0-3 (or LNDb's
+    ``Fleischner`` column) from a CSV."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise LungtkError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise LungtkError(f"{path}: not a UTF-8 text CSV file") from None
+    header = set(rows[0]) if rows else set()
+    id_col = next((c for c in _LABEL_ID_COLUMNS if c in header), None)
+    cat_col = next((c for c in _LABEL_COLUMNS if c in header), None)
+    if id_col is None or cat_col is None:
+        raise LungtkError(f"{path}: needs a 'patient' and a 'category' column (or LNDb's LNDbID,Fleischner)")
+    labels = {}
+    for line, row in enumerate(rows, start=2):
+        text = row[cat_col]
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise LungtkError(f"{path}: line {line}, column '{cat_col}': {text!r} is not 0-3") from None
+        if value not in (0, 1, 2, 3):
+            raise LungtkError(f"{path}: line {line}, column '{cat_col}': {text!r} is not 0-3")
+        labels[row[id_col].strip()] = int(value)
+    return labels
+
+
+def cases_from_annotations(scans: Iterable[str], annotations: Iterable[object]) -> dict[str, Case]:
+    """Patients from data-set annotations (duck-typed: ``uid``, ``is_nodule``, ``texture``,
+    ``volume_mm3``, ``finding``, as ``lungtk.ct_io.datasets`` gives them): nodules with a texture and a
+    volume; every scan is a patient, with or without nodules."""
+    cases = {uid: Case(uid) for uid in scans}
+    for a in annotations:
+        texture, volume = getattr(a, "texture", None), getattr(a, "volume_mm3", None)
+        if getattr(a, "is_nodule", True) and texture is not None and volume is not None:
+            uid = a.uid  # type: ignore[attr-defined]
+            cases.setdefault(uid, Case(uid)).nodules.append(
+                Nodule(parse_texture(texture), volume_mm3=volume, id=str(getattr(a, "finding", "")))
+            )
+    return cases
