@@ -1,7 +1,7 @@
 """lungtk.nn_blocks: the building blocks lungtk's networks are made of.
 
 Layer factories (conv, norm, act, pool by name), convolution and residual blocks, encoder / decoder stages,
-CBAM / Triplet / Quartet attention, Switchable Normalization, segmentation and detection losses, and init
+CBAM / Triplet / Quartet attention, Switchable Normalization, a configurable U-Net, segmentation and detection losses, and init
 helpers. A block's first argument is its input channel count; ``spatial_dims`` picks 2D or 3D.
 
     >>> from lungtk.nn_blocks import ResidualBlock
@@ -44,6 +44,7 @@ from lungtk.nn_blocks.losses import (
     WeightedCrossEntropyLoss,
     inverse_frequency_weights,
 )
+from lungtk.nn_blocks.unet import UNet
 
 __all__ = [
     "CBAM",
@@ -64,6 +65,7 @@ __all__ = [
     "SwitchNorm",
     "TopKBCEDiceLoss",
     "TripletAttention",
+    "UNet",
     "WeightedCrossEntropyLoss",
     "conv_type",
     "create_act",
