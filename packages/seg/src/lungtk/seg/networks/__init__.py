@@ -5,4 +5,4 @@ from lungtk.seg.networks.resunet import ResUNet
 from lungtk.seg.networks.unet3d_res import UNet3DRes
 from lungtk.seg.networks.unet25d import UNet25D
 
-__all__ = ["DilatedUNet", "ResUNet", "UNet25D", "UNet3DRes"]
+__all__ = ["DilatedUNet", "ResUNet", "UNet3DRes", "UNet25D"]
