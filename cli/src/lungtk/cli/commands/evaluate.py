@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lungtk.cli.console import note, stdout
+from lungtk.cli.console import note, progress_bar, stdout
 
 app = typer.Typer(help="Evaluate results against reference annotations.", no_args_is_help=True)
 
@@ -65,3 +65,56 @@ def froc(
     for rate, sens in result.sensitivity_at.items():
         print(f"{rate:g},{sens:.4f}")
     print(f"CPM {result.cpm:.4f}")
+
+
+@app.command("seg")
+def seg(
+    pred: Annotated[
+        Path, typer.Option("--pred", help="Folder of predicted label images, named <seriesuid>.*")
+    ],
+    truth: Annotated[Path, typer.Option("--truth", help="Folder of reference label images, named alike.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the per-case scores to this CSV.")] = None,
+    per_label: Annotated[
+        bool,
+        typer.Option(
+            "--per-label",
+            help="Score each truth label alone, against the prediction label that overlaps it most.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Segmentation scores: Dice, the LNDb set (J*, MAD, HD, C*, Bias, Std) and voxel precision / recall / F1.
+
+    Files pair by series UID (the name without .mhd/.mha/.nii.gz/.nii/.nrrd) and must share their grid;
+    any label > 0 is foreground. A truth without a prediction is scored as an empty prediction; a
+    prediction without a truth is ignored. MAD and HD are means over the cases where both masks have
+    voxels; the others are counted as "distance undefined".
+    """
+    from lungtk.core import write_text
+    from lungtk.seg.metrics import evaluate_folders
+
+    with progress_bar() as progress:
+        task = progress.add_task("scoring", total=None)
+        result = evaluate_folders(
+            pred,
+            truth,
+            per_label=per_label,
+            on_case=lambda _uid, done, total: progress.update(task, completed=done, total=total),
+        )
+    for line in result.notes:
+        note(line)
+    if out is not None:
+        write_text(out, result.per_case_csv())
+        note(f"wrote {out}")
+    if as_json:
+        stdout.print_json(json.dumps(result.as_dict()))
+        return
+    rows = {
+        **result.summary.as_dict(),
+        "missing_predictions": len(result.missing_predictions),
+        "extra_predictions": len(result.extra_predictions),
+    }
+    print("metric,value")
+    for name, value in rows.items():
+        shown = "nan" if value is None else str(value) if isinstance(value, int) else f"{value:.4f}"
+        print(f"{name},{shown}")
