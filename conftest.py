@@ -18,12 +18,22 @@ class PluginSite:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def add(self, dist: str, source: str, *, version: str = "1.0", ep_name: str | None = None) -> str:
+    def add(
+        self,
+        dist: str,
+        source: str,
+        *,
+        version: str = "1.0",
+        ep_name: str | None = None,
+        target: str | None = None,
+    ) -> str:
+        """Install ``dist`` with one entry point (named ``ep_name``, default ``dist``) to a new module
+        holding ``source``, or to ``target`` (an importable ``module[:attr]``) if given."""
         module = f"fake_plugin_{dist.replace('-', '_')}_{next(_counter)}"
         info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[lungtk]\n{ep_name or dist} = {module}\n")
+        (info / "entry_points.txt").write_text(f"[lungtk]\n{ep_name or dist} = {target or module}\n")
         (self.root / f"{module}.py").write_text(source)
         return module
 

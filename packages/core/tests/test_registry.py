@@ -1,3 +1,4 @@
+import itertools
 import sys
 
 import pytest
@@ -10,6 +11,7 @@ from lungtk.core import (
     RunOptions,
     UnknownComponentError,
 )
+from lungtk.core.registry import FIRST_PARTY, is_first_party
 
 
 def spec(name, kind="detector", factory="types:SimpleNamespace", dist="pkg-a", **extra):
@@ -93,6 +95,45 @@ def test_duplicate_names_name_both_providers():
         registry.add(spec("blob", dist="pkg-b"))
     assert "pkg-a 1.0" in str(info.value) and "pkg-b 1.0" in str(info.value)
     registry.add(spec("blob", kind="segmenter", dist="pkg-b"))  # same name, other kind: fine
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_offers_are_settled_the_same_whatever_their_order(order):
+    real = spec("blob", dist="lungtk-detect")
+    squatters = [spec("blob", dist="third-a"), spec("blob", dist="third-b")]
+    offers = [real, *squatters]
+    registry = Registry()
+    for i in order:
+        registry.offer(offers[i])
+    assert registry.get("detector", "blob") is real and registry.conflict(real) is None
+    assert [registry.conflict(s) for s in squatters] == [
+        "detector 'blob' of third-a 1.0 is ignored: lungtk-detect 1.0 provides it",
+        "detector 'blob' of third-b 1.0 is ignored: lungtk-detect 1.0 provides it",
+    ]
+    registry.remove(real)  # the first-party package failed: two third parties are left, neither wins
+    with pytest.raises(
+        DuplicateComponentError, match="both third-a 1.0 and third-b 1.0, so lungtk uses neither"
+    ):
+        registry.get("detector", "blob")
+    assert registry.names("detector") == [] and len(registry) == 0
+    assert "also provides it" in registry.conflict(squatters[0])
+    registry.remove(squatters[1])
+    assert registry.get("detector", "blob") is squatters[0] and registry.conflict(squatters[0]) is None
+
+
+def test_two_first_party_offers_are_ambiguous_too():
+    registry = Registry()
+    registry.offer(spec("blob", dist="lungtk-detect"))
+    registry.offer(spec("blob", dist="lungtk_seg"))  # names compare as PEP 503 normalises them
+    registry.offer(spec("blob", dist="third-a"))
+    with pytest.raises(DuplicateComponentError, match="lungtk-detect 1.0, lungtk_seg 1.0 and third-a 1.0"):
+        registry.get("detector", "blob")
+
+
+def test_first_party_is_the_workspace():
+    assert is_first_party("lungtk-detect") and is_first_party("Lungtk_CT.IO") and is_first_party("lungtk")
+    assert not is_first_party("lungtk-example-plugin") and not is_first_party("fake-dist")
+    assert {"lungtk-core", "lungtk-train", "lungtk-pipeline"} <= FIRST_PARTY
 
 
 def test_unknown_name_suggests_close_ones():

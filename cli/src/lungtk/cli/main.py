@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.main
+from typer.models import CommandInfo, TyperInfo
 
 from lungtk.cli.console import error_line
-from lungtk.core import LungtkError, get_plugins
+from lungtk.core import LungtkError, PluginInfo, get_plugins
 
 DEBUG_ENV = "LUNGTK_DEBUG"
 
@@ -49,6 +51,61 @@ def _root(
         os.environ[DEBUG_ENV] = "1"
 
 
+def _names_of(entry: CommandInfo | TyperInfo, *, build: bool = False) -> list[str]:
+    """The top-level command names that one registered command or group gives, as Typer resolves them
+    (a group added without a name brings its commands up one level). With ``build`` the commands are
+    built as Typer will build them, so a command Typer cannot build raises here, not when lungtk runs."""
+    if not build and isinstance(entry.name, str) and entry.name:
+        return [entry.name]
+    if not build and isinstance(entry, CommandInfo) and entry.callback is not None:
+        return [typer.main.get_command_name(entry.callback.__name__)]
+    probe = typer.Typer()
+    if isinstance(entry, CommandInfo):
+        probe.registered_commands.append(entry)
+    else:
+        probe.registered_groups.append(entry)
+    return list(typer.main.get_group(probe).commands)
+
+
+class PluginCommands:
+    """What keeps plugins' commands from touching the built-in ones (a ``CommandSandbox``).
+
+    Each plugin's ``lungtk_register_commands`` gets a fresh ``typer.Typer`` of its own; what it added is
+    then built (a command that Typer cannot build fails the plugin, instead of every ``lungtk`` command)
+    and moved into the real app, except a command or group whose name is taken: by a built-in one (the
+    names ``app`` has when this is made, so nothing is listed by hand) or by an earlier plugin. A refused
+    name is a warning on the plugin, whose status stays ``loaded`` and whose other commands stay; setting
+    a callback (lungtk's own options) is refused the same way.
+    """
+
+    def __init__(self, app: typer.Typer) -> None:
+        self.app = app
+        entries: list[Any] = [*app.registered_commands, *app.registered_groups]
+        self.owners = {name: "a built-in lungtk command" for e in entries for name in _names_of(e)}
+
+    def stage(self) -> typer.Typer:
+        return typer.Typer()
+
+    def commit(self, staged: typer.Typer, plugin: PluginInfo) -> list[str]:
+        who = f"{plugin.distribution} {plugin.version}"
+        entries: list[Any] = [*staged.registered_commands, *staged.registered_groups]
+        named = [(e, _names_of(e, build=True)) for e in entries]  # a command Typer cannot build fails here
+        warnings = []
+        if staged.registered_callback is not None:
+            warnings.append(f"the callback of {who} is ignored: a plugin may not change lungtk's own options")
+        for entry, names in named:
+            taken = [n for n in names if n in self.owners]
+            if taken:
+                warnings += [f"command '{n}' of {who} is refused: it is {self.owners[n]}" for n in taken]
+                continue
+            self.owners.update(dict.fromkeys(names, f"taken by {plugin.label}"))
+            if isinstance(entry, CommandInfo):
+                self.app.registered_commands.append(entry)
+            else:
+                self.app.registered_groups.append(entry)
+        return warnings
+
+
 def build_app() -> typer.Typer:
     """A fresh ``lungtk`` app with the built-in groups and every loaded plugin's commands."""
     from lungtk.cli.commands import cache, convert, data, evaluate, fleischner, phantom, pipeline, plugins
@@ -70,7 +127,7 @@ def build_app() -> typer.Typer:
     app.add_typer(plugins.app, name="plugins")
     app.command("demo")(pipeline.demo)
     app.command("phantom")(phantom.phantom)
-    get_plugins().register_commands(app)
+    get_plugins().register_commands(app, PluginCommands(app))
     return app
 
 

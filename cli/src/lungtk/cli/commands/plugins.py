@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated
 
 import typer
 
-from lungtk.cli.console import stdout
+from lungtk.cli.console import stderr, stdout
 from lungtk.core import get_plugins
 
 app = typer.Typer(help="Installed plugins and the components they provide.", no_args_is_help=True)
@@ -19,8 +20,20 @@ _STATUS_STYLE = {"loaded": "green", "failed": "bold red", "blocked": "yellow"}
 def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List plugins (entry-point group `lungtk`): distribution, version, status and components."""
+    """List plugins (entry-point group `lungtk`): distribution, version, status, warnings and components.
+
+    A plugin's warnings say what of it is not used and why: a component name that a first-party package
+    or another plugin has too, a command name that lungtk has. `lungtk --debug plugins list` also prints
+    the traceback of each plugin that failed.
+    """
+    from rich.markup import escape
+
     plugins = get_plugins()
+    if os.environ.get("LUNGTK_DEBUG", "") not in {"", "0"}:
+        for info in plugins.failed:
+            stderr.print(
+                f"{info.label} failed:\n{escape(info.traceback or info.error or '')}", highlight=False
+            )
     if as_json:
         stdout.print_json(json.dumps([info.as_dict() for info in plugins.infos]))
         return
@@ -33,7 +46,9 @@ def list_plugins(
         components = ", ".join(f"{c.kind} {c.name}" for c in info.components)
         status = f"[{_STATUS_STYLE[info.status]}]{info.status}[/]"
         if info.error:
-            status += f"\n{info.error}"
+            status += f"\n{escape(info.error)}"
+        for warning in info.warnings:
+            status += f"\n[yellow]warning:[/] {escape(warning)}"
         table.add_row(info.name, info.distribution, info.version, status, components or "-")
     if not plugins.infos:
         stdout.print("no plugins installed (entry-point group `lungtk`)")

@@ -21,7 +21,12 @@ class UnknownComponentError(LungtkError, KeyError):
 
 
 class DuplicateComponentError(LungtkError):
-    """Two plugins register a component of the same kind under the same name."""
+    """A component name of one kind claimed by two distributions, none of which wins.
+
+    Raised by ``Registry.add`` for a taken name, and by ``Registry.get`` for a name that two third-party
+    plugins (or two first-party packages) register; a first-party package beats a third party silently
+    but for a warning on the third party's ``PluginInfo``.
+    """
 
 
 class PluginLoadError(LungtkError):

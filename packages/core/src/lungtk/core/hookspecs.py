@@ -67,6 +67,13 @@ def lungtk_register_commands(app: Any) -> None:
 def lungtk_ct_reader(path: Path) -> Any | None:
     """Return a callable ``reader(path) -> volume`` if this plugin can read ``path``, else ``None``.
 
-    The first plugin that answers wins; plugins loaded later are asked first (pluggy's LIFO order), so a
-    third-party reader can take over a format from the built-in one.
+    ``lungtk.ct_io.read_ct`` asks this hook before its built-in readers (through
+    ``get_plugins().reader_for(path)``), so a plugin can add a format or take one over. Answer from the
+    path alone (its suffix, a magic number): this runs on every read. The first plugin that answers wins;
+    plugins loaded later are asked first (pluggy's LIFO order; third-party plugins load after the
+    first-party ones). The volume must have ``array`` (index, row, col), ``geometry`` (a
+    ``lungtk.core.Geometry``) and ``series_uid``; ``read_ct`` makes it a ``CTVolume``. A reader that
+    raises, or returns anything else, is a ``LungtkError`` naming the plugin (a ``LungtkError`` it raises
+    itself is shown as it is). To post-process a built-in format, read it with
+    ``read_ct(path, use_plugins=False)``.
     """

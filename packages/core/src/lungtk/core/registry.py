@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.resources
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,42 +110,145 @@ class ComponentSpec:
         return self.load()(self.options_for(options or RunOptions(), settings))
 
 
+FIRST_PARTY: frozenset[str] = frozenset(
+    {
+        "lungtk",
+        "lungtk-core",
+        "lungtk-ct-io",
+        "lungtk-nn-blocks",
+        "lungtk-seg",
+        "lungtk-cls",
+        "lungtk-detect",
+        "lungtk-fleischner",
+        "lungtk-phantom",
+        "lungtk-train",
+        "lungtk-pipeline",
+    }
+)
+"""The distributions of the lungtk workspace. Their components win a name clash with a third party's."""
+
+
+def is_first_party(distribution: str) -> bool:
+    """Whether ``distribution`` is one of :data:`FIRST_PARTY` (names compared as PEP 503 normalises them)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower() in FIRST_PARTY
+
+
+def _providers(specs: list[ComponentSpec]) -> str:
+    names = sorted(s.provider for s in specs)  # sorted: the message must not depend on the load order
+    return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _winner(offers: list[ComponentSpec]) -> ComponentSpec | None:
+    """The spec in use among those offered for one name, or ``None`` if the name is ambiguous.
+
+    One offer is used. Among several, the single first-party one wins; with none (third parties only) or
+    several first-party offers the name is ambiguous. The order of the offers never matters.
+    """
+    if len(offers) == 1:
+        return offers[0]
+    first = [s for s in offers if is_first_party(s.distribution)]
+    return first[0] if len(first) == 1 else None
+
+
 @dataclass
 class Registry:
-    """All registered components, by kind and name."""
+    """All registered components, by kind and name.
+
+    :meth:`add` is strict: a name taken already is a :class:`DuplicateComponentError`. The plugin loader
+    uses :meth:`offer` instead, which keeps every claim on a name and settles it whatever the order of
+    the claims: a first-party component (:data:`FIRST_PARTY`) beats third-party ones, which are ignored;
+    two or more third-party claims (or two first-party ones) make the name ambiguous: none is used and
+    :meth:`get` says which distributions clash. :meth:`conflict` says what became of one claim.
+    """
 
     _specs: dict[Kind, dict[str, ComponentSpec]] = field(default_factory=lambda: {kind: {} for kind in KINDS})
+    _offers: dict[tuple[Kind, str], list[ComponentSpec]] = field(default_factory=dict)
 
-    def add(self, spec: ComponentSpec) -> None:
+    def _check(self, spec: ComponentSpec) -> None:
         if spec.kind not in self._specs:
             raise ValueError(f"unknown component kind {spec.kind!r}; expected one of {', '.join(KINDS)}")
         if not spec.name or spec.name.strip() != spec.name:
             raise ValueError(f"invalid {spec.kind} name {spec.name!r}")
-        existing = self._specs[spec.kind].get(spec.name)
-        if existing is not None:
+
+    def add(self, spec: ComponentSpec) -> None:
+        """Register ``spec``; a name of that kind taken already is a :class:`DuplicateComponentError`."""
+        self._check(spec)
+        offers = self._offers.get((spec.kind, spec.name))
+        if offers:
             raise DuplicateComponentError(
-                f"{spec.kind} '{spec.name}' is registered by both {existing.provider} and {spec.provider}; "
+                f"{spec.kind} '{spec.name}' is registered by both {_providers([*offers, spec])}; "
                 f"uninstall one of them or block one with LUNGTK_DISABLE_PLUGINS"
             )
-        self._specs[spec.kind][spec.name] = spec
+        self.offer(spec)
+
+    def offer(self, spec: ComponentSpec) -> None:
+        """Claim ``spec.name`` for ``spec`` next to any other claims; see the class docstring for who wins."""
+        self._check(spec)
+        key = (spec.kind, spec.name)
+        offers = self._offers.setdefault(key, [])
+        if not any(s is spec for s in offers):
+            offers.append(spec)
+        self._settle(key)
 
     def remove(self, spec: ComponentSpec) -> None:
-        if self._specs[spec.kind].get(spec.name) is spec:
-            del self._specs[spec.kind][spec.name]
+        """Withdraw ``spec``'s claim (a plugin that failed); a name it made ambiguous may be settled again."""
+        key = (spec.kind, spec.name)
+        offers = [s for s in self._offers.get(key, []) if s is not spec]
+        if offers:
+            self._offers[key] = offers
+        else:
+            self._offers.pop(key, None)
+        self._settle(key)
+
+    def _settle(self, key: tuple[Kind, str]) -> None:
+        kind, name = key
+        winner = _winner(self._offers.get(key, []))
+        if winner is None:
+            self._specs[kind].pop(name, None)
+        else:
+            self._specs[kind][name] = winner
+
+    def in_use(self, spec: ComponentSpec) -> bool:
+        return self._specs[spec.kind].get(spec.name) is spec
+
+    def conflict(self, spec: ComponentSpec) -> str | None:
+        """Why ``spec`` is not used, in one line, or ``None`` if it is used (or was never offered)."""
+        offers = self._offers.get((spec.kind, spec.name), [])
+        if self.in_use(spec) or not any(s is spec for s in offers):
+            return None
+        what = f"{spec.kind} '{spec.name}' of {spec.provider}"
+        winner = self._specs[spec.kind].get(spec.name)
+        if winner is not None:
+            return f"{what} is ignored: {winner.provider} provides it"
+        others = [s for s in offers if s is not spec]
+        return (
+            f"{what} is not used: {_providers(others)} also provide{'s' if len(others) == 1 else ''} it; "
+            f"uninstall one of them or block one with LUNGTK_DISABLE_PLUGINS"
+        )
 
     def get(self, kind: Kind, name: str) -> ComponentSpec:
         try:
             return self._specs[kind][name]
         except KeyError:
-            known = sorted(self._specs[kind])
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-            hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            listing = f"available: {', '.join(known)}" if known else f"no {kind} is installed"
-            raise UnknownComponentError(
-                f"unknown {kind} '{name}'; "
-                + "; ".join(x for x in (hint, listing) if x)
-                + " (see `lungtk plugins list`)"
-            ) from None
+            pass
+        offers = self._offers.get((kind, name))
+        if offers:  # claimed by several distributions and none wins
+            blocks = " or ".join(
+                f"LUNGTK_DISABLE_PLUGINS={d}" for d in sorted({s.distribution for s in offers})
+            )
+            raise DuplicateComponentError(
+                f"{kind} '{name}' is registered by both {_providers(offers)}, so lungtk uses neither; "
+                f"uninstall one of them or block one with {blocks}"
+            )
+        known = sorted(self._specs[kind])
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        listing = f"available: {', '.join(known)}" if known else f"no {kind} is installed"
+        raise UnknownComponentError(
+            f"unknown {kind} '{name}'; "
+            + "; ".join(x for x in (hint, listing) if x)
+            + " (see `lungtk plugins list`)"
+        )
 
     def create(
         self,

@@ -55,9 +55,45 @@ def _check_values(array: NDArray[Any], path: Path) -> None:
         raise CTReadError(path, f"has unsupported pixel type {array.dtype}")
 
 
-def read_ct(path: str | os.PathLike[str], *, series: str | None = None, mmap: bool = False) -> CTVolume:
-    """Read a CT volume: MHD/MHA, NIfTI, NRRD, or a DICOM series folder (pick one with ``series``)."""
+def _from_plugin(path: Path) -> CTVolume | None:
+    """The volume a plugin's reader (hook ``lungtk_ct_reader``) makes of ``path``, or ``None`` if no plugin
+    reads it. Plugins are loaded on the first call, not when ``lungtk.ct_io`` is imported."""
+    from lungtk.core import get_plugins  # cached: one hook call per read once loaded
+
+    reader = get_plugins().reader_for(path)
+    if reader is None:
+        return None
+    volume = reader(path)  # a LungtkError naming the plugin if it fails or returns something else
+    if isinstance(volume, CTVolume):
+        return volume
+    try:
+        return CTVolume(
+            np.asarray(volume.array),
+            volume.geometry,
+            series_uid=str(volume.series_uid),
+            path=getattr(volume, "path", None) or path,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CTReadError(
+            path, f"the reader of {reader.plugin.label} returned an unusable volume: {exc}"
+        ) from exc
+
+
+def read_ct(
+    path: str | os.PathLike[str], *, series: str | None = None, mmap: bool = False, use_plugins: bool = True
+) -> CTVolume:
+    """Read a CT volume: MHD/MHA, NIfTI, NRRD, or a DICOM series folder (pick one with ``series``).
+
+    Installed plugins are asked first (hook ``lungtk_ct_reader``); the first that answers reads the file,
+    and the built-in readers read the rest. ``use_plugins=False`` reads with the built-in readers only (a
+    plugin's reader that post-processes them calls this).
+    """
     path = Path(path)
+    volume = _from_plugin(path) if use_plugins else None
+    if volume is not None:
+        if not mmap:
+            _check_values(np.asarray(volume.array), path)
+        return volume
     if not path.exists():
         raise CTReadError(path, "not found; check the path")
     kind = format_of(path)
