@@ -47,6 +47,9 @@ def test_plugins_list_json_shows_the_example_plugin_from_installed_metadata(lung
     assert {"kind": "detector", "name": "example-brightest"} in [
         {k: c[k] for k in ("kind", "name")} for c in example["components"]
     ]
+    (brightest,) = example["components"]
+    assert brightest["settings"] == {"diameter_mm": 8.0, "top": 10, "min_hu": -400.0}
+    assert brightest["weights"] is None  # a classical component ships no weights
 
 
 def test_a_broken_plugin_shows_as_failed_and_help_still_works(lungtk_cli, plugin_site, plugin_sources):

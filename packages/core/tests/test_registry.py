@@ -157,3 +157,16 @@ def test_broken_import_path_is_a_clear_error():
     registry.add(spec("ghost", factory="no_such_module_xyz:Thing"))
     with pytest.raises(LungtkError, match="detector 'ghost' from pkg-a 1.0 cannot be loaded"):
         registry.create("detector", "ghost")
+
+
+def test_describe_shows_settings_and_whether_the_shipped_weights_are_there():
+    shipped = spec("a", factory=_echo, default_weights="lungtk.core:hookspecs.py", settings={"k": 2})
+    missing = spec("b", factory=_echo, default_weights="lungtk.core:weights/none.safetensors")
+    assert shipped.describe()["settings"] == {"k": 2}
+    assert shipped.describe()["weights"]["exists"] is True
+    assert missing.describe()["weights"] == {
+        "default": "lungtk.core:weights/none.safetensors",
+        "path": str(missing.weights_path()),
+        "exists": False,
+    }
+    assert spec("c").describe()["weights"] is None

@@ -9,11 +9,25 @@ from typing import Annotated
 import typer
 
 from lungtk.cli.console import stderr, stdout
-from lungtk.core import get_plugins
+from lungtk.core import ComponentSpec, get_plugins
 
 app = typer.Typer(help="Installed plugins and the components they provide.", no_args_is_help=True)
 
 _STATUS_STYLE = {"loaded": "green", "failed": "bold red", "blocked": "yellow"}
+
+
+def _component_line(spec: ComponentSpec) -> str:
+    from rich.markup import escape
+
+    line = escape(f"{spec.kind} {spec.name}")
+    path = spec.weights_path()
+    if path is not None:
+        line += (
+            " (weights shipped)"
+            if path.is_file()
+            else f" [bold red](weights missing: {escape(str(path))})[/]"
+        )
+    return line
 
 
 @app.command("list")
@@ -43,7 +57,7 @@ def list_plugins(
     for column in ("plugin", "distribution", "version", "status", "components"):
         table.add_column(column, overflow="fold")
     for info in plugins.infos:
-        components = ", ".join(f"{c.kind} {c.name}" for c in info.components)
+        components = "\n".join(_component_line(c) for c in info.components)
         status = f"[{_STATUS_STYLE[info.status]}]{info.status}[/]"
         if info.error:
             status += f"\n{escape(info.error)}"

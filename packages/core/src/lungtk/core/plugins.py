@@ -92,7 +92,7 @@ class PluginInfo:
             "status": self.status,
             "error": self.error,
             "warnings": list(self.warnings),
-            "components": [{"kind": c.kind, "name": c.name, "summary": c.summary} for c in self.components],
+            "components": [c.describe() for c in self.components],
         }
 
 

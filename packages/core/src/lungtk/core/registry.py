@@ -28,7 +28,7 @@ PIPELINE_KINDS: tuple[Kind, ...] = ("detector", "segmenter", "classifier")
 Factory = Callable[..., Any] | str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ComponentSpec:
     """What a plugin registered: a named, lazily imported factory and where it came from."""
 
@@ -40,6 +40,7 @@ class ComponentSpec:
     version: str = "?"
     default_weights: str | None = None
     settings: Mapping[str, SettingValue] = field(default_factory=dict)
+    cpu_only: bool = False  # runs on the CPU whatever --device says (classical components: no torch)
 
     def __post_init__(self) -> None:
         for key, value in self.settings.items():
@@ -87,6 +88,21 @@ class ComponentSpec:
                 f"'{self.factory}': {exc}; reinstall that package"
             ) from exc
         return obj
+
+    def describe(self) -> dict[str, Any]:
+        """What ``lungtk plugins list --json`` shows of this component (settings, weights and whether the
+        shipped weights file is there)."""
+        path = self.weights_path()
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "summary": self.summary,
+            "settings": dict(self.settings),
+            "cpu_only": self.cpu_only,
+            "weights": None
+            if path is None
+            else {"default": self.default_weights, "path": str(path), "exists": path.is_file()},
+        }
 
     def options_for(self, options: RunOptions, settings: Mapping[str, Any] | None = None) -> RunOptions:
         """``options`` completed for this component: its declared settings with ``settings`` applied
@@ -287,10 +303,12 @@ class Registrar:
         summary: str = "",
         default_weights: str | None = None,
         settings: Mapping[str, SettingValue] | None = None,
+        cpu_only: bool = False,
     ) -> None:
         """Register ``factory`` (a callable or ``"module:attr"``, called with one ``RunOptions``) under
         ``name``, with the settings it accepts (``name -> default``) and its shipped weights
-        (``"package:relative/path"``)."""
+        (``"package:relative/path"``). ``cpu_only`` components are never handed a GPU (and building
+        them imports no torch)."""
         self.added.append(
             ComponentSpec(
                 name=name,
@@ -301,5 +319,6 @@ class Registrar:
                 version=self.version,
                 default_weights=default_weights,
                 settings=dict(settings or {}),
+                cpu_only=cpu_only,
             )
         )
