@@ -8,8 +8,10 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from lungtk.core import Geometry
-from lungtk.ct_io import CTReadError, read_ct, write_image
+from lungtk.ct_io import SCAN_SUFFIXES, CTReadError, read_ct, write_image
+from lungtk.ct_io.io.header import read_geometry
 from lungtk.ct_io.io.sitk import to_sitk
+from lungtk.ct_io.points import find_scans
 
 OBLIQUE = Rotation.from_euler("xyz", [12, -7, 25], degrees=True).as_matrix()
 GEOMETRIES = {
@@ -34,7 +36,11 @@ def sitk_geometry(image):
     return Geometry(np.array(image.GetOrigin()), np.array(image.GetSpacing()), np.array(image.GetDirection()))
 
 
-@pytest.mark.parametrize("suffix", [".mhd", ".mha", ".nii.gz", ".nii", ".nrrd"])
+def test_every_scan_suffix_is_tested():
+    assert set(SCAN_SUFFIXES) == {".mhd", ".mha", ".nii.gz", ".nii", ".nrrd", ".nhdr"}
+
+
+@pytest.mark.parametrize("suffix", SCAN_SUFFIXES)
 def test_reads_what_simpleitk_writes(tmp_path, volume, geometry, suffix):
     path = tmp_path / f"1.2.840.99{suffix}"
     sitk.WriteImage(to_sitk(volume, geometry), str(path))
@@ -51,6 +57,22 @@ def test_simpleitk_reads_what_we_write(tmp_path, volume, geometry, suffix):
     reference = sitk.ReadImage(str(path))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(reference), volume)
     assert sitk_geometry(reference).isclose(geometry, atol=1e-5)
+
+
+def test_a_detached_nrrd_header_is_found_and_read_but_not_written(tmp_path, volume):
+    geometry = GEOMETRIES["oblique"]
+    folder = tmp_path / "subset0"
+    folder.mkdir()
+    sitk.WriteImage(to_sitk(volume, geometry), str(folder / "1.2.3.nhdr"), useCompression=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["1.2.3.nhdr", "1.2.3.raw.gz"]  # header, data
+    assert "data file: 1.2.3.raw.gz" in (folder / "1.2.3.nhdr").read_text()
+    assert find_scans(tmp_path) == {"1.2.3": folder / "1.2.3.nhdr"}  # the header stands for the scan
+    header_geometry, shape = read_geometry(folder / "1.2.3.nhdr")  # without decoding the voxels
+    assert shape == volume.shape and header_geometry.isclose(geometry, atol=1e-5)
+    np.testing.assert_array_equal(read_ct(folder / "1.2.3.nhdr").array, volume)
+    # An atomic write renames the header into place, leaving it naming a temporary data file.
+    with pytest.raises(CTReadError, match="unknown output format"):
+        write_image(tmp_path / "out.nhdr", volume, geometry)
 
 
 def test_compressed_mhd_from_simpleitk(tmp_path, volume, geometry):

@@ -19,12 +19,13 @@ def blobs(
     diameter: Annotated[float, typer.Option(min=1.0, help="Blob diameter in mm.")] = 8.0,
 ) -> None:
     """Print the brightest compact blobs of SCAN as CSV (LUNA16 columns, patient mm)."""
+    from lungtk.core.labels import SUBMISSION_COLUMNS
     from lungtk.ct_io import read_ct
     from lungtk_example_plugin.detector import BrightestBlobDetector
 
     ct = read_ct(scan)
     found = BrightestBlobDetector(diameter_mm=diameter, top=top).detect(ct)
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["seriesuid", "coordX", "coordY", "coordZ", "probability"])
+    writer.writerow(SUBMISSION_COLUMNS)
     for c in found:
         writer.writerow([ct.series_uid, *(f"{v:.2f}" for v in c.center_xyz), f"{c.probability:.4f}"])

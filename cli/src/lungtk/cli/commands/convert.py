@@ -62,7 +62,7 @@ def _convert(
     import numpy as np
 
     from lungtk.core import Geometry
-    from lungtk.ct_io.points import IRC, XYZ, Grid, ScanDirectory, convert_rows, grid_from_scan
+    from lungtk.ct_io.points import Grid, ScanDirectory, convert_rows, grid_from_scan, point_columns
 
     sources = [s for s in (ct, ct_dir, origin) if s is not None]
     if len(sources) != 1:
@@ -88,7 +88,7 @@ def _convert(
         grid = Grid(geometry)
         grid_for = lambda row, i: grid  # noqa: E731
 
-    src_cols, dst_cols = (XYZ, IRC) if direction == "xyz2irc" else (IRC, XYZ)
+    src_cols, dst_cols = point_columns(direction)  # type: ignore[arg-type]
     if point is not None:
         if len(point) != 3:
             raise LungtkError(f"a point is three numbers ({' '.join(src_cols)}), got {len(point)}")

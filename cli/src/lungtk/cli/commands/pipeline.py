@@ -10,6 +10,15 @@ import typer
 
 from lungtk.cli.console import note, progress_bar, stderr, stdout
 from lungtk.core import LungtkError, get_registry
+from lungtk.core.labels import (
+    LUNA16_DIAMETER,
+    LUNA16_ID,
+    LUNA16_PROBABILITY,
+    LUNA16_XYZ,
+    MALIGNANCY,
+    TEXTURE,
+    is_reported,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -154,7 +163,7 @@ def run_command(
     )
     stdout.print(str(out), highlight=False)
     if summary.failed:
-        names = ", ".join(s["seriesuid"] for s in summary.failed)
+        names = ", ".join(s[LUNA16_ID] for s in summary.failed)
         raise LungtkError(
             f"{len(summary.failed)} scan(s) could not be read: {names} (details in findings.json)"
         )
@@ -173,8 +182,8 @@ def demo(
     """
     from rich.table import Table
 
-    from lungtk.pipeline import Pipeline, expand_scans
     from lungtk.phantom import write_phantoms
+    from lungtk.pipeline import Pipeline, expand_scans
 
     registry = get_registry()
     detector = _best(registry.names("detector"), ("nodulenet", "blob"))
@@ -193,14 +202,14 @@ def demo(
     for column in ("#", "x mm", "y mm", "z mm", "probability", "diameter mm", "texture", "malignancy"):
         table.add_column(column, justify="left" if column == "texture" else "right")
     for r in record["findings"]:
-        if r["probability"] >= pipeline.threshold:
+        if is_reported(r[LUNA16_PROBABILITY], pipeline.threshold):
             table.add_row(
                 str(r["finding"]),
-                *(f"{r[k]:.1f}" for k in ("coordX", "coordY", "coordZ")),
-                f"{r['probability']:.2f}",
-                f"{r['diameter_mm']:.1f}",
-                r["texture"],
-                f"{r['malignancy']:.2f}" if r["malignancy"] is not None else "-",
+                *(f"{r[k]:.1f}" for k in LUNA16_XYZ),
+                f"{r[LUNA16_PROBABILITY]:.2f}",
+                f"{r[LUNA16_DIAMETER]:.1f}",
+                r[TEXTURE],
+                f"{r[MALIGNANCY]:.2f}" if r[MALIGNANCY] is not None else "-",
             )
     stdout.print(table)
     stdout.print(_truth_table(out / "phantom" / "nodules.csv", record["findings"], pipeline.threshold))

@@ -21,6 +21,7 @@ from importlib import resources
 from typing import Any
 
 from lungtk.core import Finding, RunOptions, Volume
+from lungtk.core.labels import BENIGN, GROUND_GLASS, MALIGNANCY, MALIGNANT, PART_SOLID, SOLID, TEXTURE
 from lungtk.ct_io.measure import measure
 
 
@@ -49,7 +50,7 @@ class SizeClassifier:
         return cls(**options.settings)
 
     def malignancy(self, diameter_mm: float) -> float:
-        model = self.calibration["malignancy"]
+        model = self.calibration[MALIGNANCY]
         logit = model["intercept"] + model["coef"] * math.log(max(diameter_mm, 1.0))
         return 1.0 / (1.0 + math.exp(-logit))
 
@@ -57,9 +58,9 @@ class SizeClassifier:
         has_solid = _sigmoid((solid_component_mm - self.min_solid_part_mm) / self.softness_mm)
         all_solid = _sigmoid((solid_fraction - self.solid_above) / self.softness)
         return {
-            "ground-glass": 1.0 - has_solid,
-            "part-solid": has_solid * (1.0 - all_solid),
-            "solid": has_solid * all_solid,
+            GROUND_GLASS: 1.0 - has_solid,
+            PART_SOLID: has_solid * (1.0 - all_solid),
+            SOLID: has_solid * all_solid,
         }
 
     def classify(self, ct: Volume, findings: Sequence[Finding]) -> list[dict[str, dict[str, float]]]:
@@ -68,8 +69,8 @@ class SizeClassifier:
             m = measure(ct, finding.mask) if finding.mask is not None else None
             diameter = m.diameter_mm if m is not None and m.volume_mm3 > 0 else finding.candidate.diameter_mm
             p = self.malignancy(diameter)
-            labels = {"malignancy": {"benign": 1.0 - p, "malignant": p}}
+            labels = {MALIGNANCY: {BENIGN: 1.0 - p, MALIGNANT: p}}
             if m is not None and m.volume_mm3 > 0:
-                labels["texture"] = self.texture(m.solid_fraction, m.solid_component_mm)
+                labels[TEXTURE] = self.texture(m.solid_fraction, m.solid_component_mm)
             out.append(labels)
         return out

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lungtk.core.geometry import Geometry
+from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_PROBABILITY, LUNA16_XYZ
 
 
 def equivalent_diameter(volume_mm3: float) -> float:
@@ -44,13 +45,10 @@ class Candidate:
             object.__setattr__(self, "box_mm", tuple(float(v) for v in self.box_mm))
 
     def as_dict(self) -> dict[str, Any]:
-        x, y, z = self.center_xyz
         return {
-            "coordX": x,
-            "coordY": y,
-            "coordZ": z,
-            "diameter_mm": self.diameter_mm,
-            "probability": self.probability,
+            **dict(zip(LUNA16_XYZ, self.center_xyz, strict=True)),
+            LUNA16_DIAMETER: self.diameter_mm,
+            LUNA16_PROBABILITY: self.probability,
             "box_mm": list(self.box_mm) if self.box_mm is not None else None,
             "source": self.source,
         }

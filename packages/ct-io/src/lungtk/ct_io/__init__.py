@@ -8,10 +8,11 @@ caches and data-set indexes. Torch-free.
 
 from lungtk.core import Geometry
 from lungtk.ct_io.errors import CTReadError
-from lungtk.ct_io.io.formats import format_of, read_ct, series_uid_of, write_image
+from lungtk.ct_io.io.formats import SCAN_SUFFIXES, format_of, read_ct, series_uid_of, write_image
 from lungtk.ct_io.volume import CTVolume
 
 __all__ = [
+    "SCAN_SUFFIXES",
     "CTReadError",
     "CTVolume",
     "Geometry",

@@ -25,7 +25,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lungtk.core import Geometry, atomic_path, write_text
-from lungtk.ct_io.crops import AIR_HU, crop
+from lungtk.core.labels import PAD_HU
+from lungtk.ct_io.crops import crop
 from lungtk.ct_io.io.formats import read_ct
 from lungtk.ct_io.volume import CTVolume
 
@@ -191,7 +192,7 @@ class CropCache:
         path: str | os.PathLike[str],
         center_xyz: ArrayLike,
         size: Sequence[int],
-        pad_value: float = AIR_HU,
+        pad_value: float = PAD_HU,
     ) -> NDArray[Any]:
         ct = self.volumes.get(path)
         centre = tuple(int(v) for v in ct.geometry.xyz2irc(center_xyz))

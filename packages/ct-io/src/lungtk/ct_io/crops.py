@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lungtk.core.labels import PAD_HU
 from lungtk.ct_io.volume import CTVolume
-
-AIR_HU = -1024
 
 
 def crop_bounds(center_irc: ArrayLike, size: Sequence[int]) -> NDArray[np.int64]:
@@ -20,9 +19,10 @@ def crop_bounds(center_irc: ArrayLike, size: Sequence[int]) -> NDArray[np.int64]
 
 
 def crop_array(
-    array: NDArray[Any], start: ArrayLike, size: Sequence[int], pad_value: float = AIR_HU
+    array: NDArray[Any], start: ArrayLike, size: Sequence[int], pad_value: float = PAD_HU
 ) -> NDArray[Any]:
-    """Copy ``array[start:start+size]``, padding with ``pad_value`` outside the array."""
+    """Copy ``array[start:start+size]``, padding with ``pad_value`` outside the array (by default what a
+    scan stores outside its field of view, ``lungtk.core.labels.PAD_HU``)."""
     start = np.asarray(start, dtype=np.int64)
     size_arr = np.asarray(size, dtype=np.int64)
     if size_arr.shape != (array.ndim,) or np.any(size_arr < 1):
@@ -46,7 +46,7 @@ def crop(
     size: Sequence[int],
     center_xyz: ArrayLike | None = None,
     center_irc: ArrayLike | None = None,
-    pad_value: float = AIR_HU,
+    pad_value: float = PAD_HU,
 ) -> CTVolume:
     """A ``size`` (index, row, col) crop centred on a patient-mm or voxel centre, as a CTVolume whose
     geometry places every voxel where it was."""

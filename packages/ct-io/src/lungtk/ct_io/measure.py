@@ -8,11 +8,11 @@ import numpy as np
 from scipy import ndimage
 
 from lungtk.core import NoduleMask, Volume
+from lungtk.core.labels import AIR_HU
 from lungtk.core.results import equivalent_diameter
 from lungtk.ct_io.crops import crop_array
 
 SOLID_HU = -300.0  # voxels at least this dense count as solid (ground glass stays below)
-AIR_HU = -1000.0
 
 
 @dataclass(frozen=True)

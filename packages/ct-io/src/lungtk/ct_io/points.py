@@ -15,12 +15,11 @@ from typing import Literal
 import numpy as np
 
 from lungtk.core import Geometry, LungtkError
-from lungtk.ct_io.io.formats import series_uid_of
+from lungtk.core.labels import LUNA16_ID, LUNA16_XYZ
+from lungtk.ct_io.io.formats import SCAN_SUFFIXES, series_uid_of
 from lungtk.ct_io.io.header import read_geometry
 
-XYZ = ("coordX", "coordY", "coordZ")
 IRC = ("index", "row", "col")
-SCAN_SUFFIXES = (".mhd", ".mha", ".nii.gz", ".nii", ".nrrd")
 Direction = Literal["xyz2irc", "irc2xyz"]
 
 
@@ -45,8 +44,9 @@ def find_scans(root: str | os.PathLike[str]) -> dict[str, Path]:
     return found
 
 
-def _columns(direction: Direction) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    return (XYZ, IRC) if direction == "xyz2irc" else (IRC, XYZ)
+def point_columns(direction: Direction) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (source, destination) columns of a conversion: LUNA16's coordX..Z and index, row, col."""
+    return (LUNA16_XYZ, IRC) if direction == "xyz2irc" else (IRC, LUNA16_XYZ)
 
 
 def _parse(rows: Sequence[dict[str, str]], columns: Sequence[str], source: str) -> np.ndarray:
@@ -99,7 +99,7 @@ def convert_rows(
     source: str = "input",
 ) -> list[dict[str, str]]:
     """Convert every row; ``grid_for(row, i)`` gives the grid that row's point belongs to."""
-    src_cols, dst_cols = _columns(direction)
+    src_cols, dst_cols = point_columns(direction)
     values = _parse(rows, src_cols, source)
     groups: dict[int, tuple[Grid, list[int]]] = {}
     for i, row in enumerate(rows):
@@ -123,7 +123,7 @@ def grid_from_scan(path: str | os.PathLike[str]) -> Grid:
 
 
 class ScanDirectory:
-    """Looks up each row's scan by its ``seriesuid`` under a folder; caches geometries."""
+    """Looks up each row's scan by its ``seriesuid`` (``LUNA16_ID``) under a folder; caches geometries."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -131,9 +131,9 @@ class ScanDirectory:
         self._grids: dict[str, Grid] = {}
 
     def __call__(self, row: dict[str, str], i: int) -> Grid:
-        uid = row.get("seriesuid")
+        uid = row.get(LUNA16_ID)
         if not uid:
-            raise LungtkError(f"row {i + 1} has no 'seriesuid'; --ct-dir needs it to find the scan")
+            raise LungtkError(f"row {i + 1} has no '{LUNA16_ID}'; --ct-dir needs it to find the scan")
         if uid not in self._grids:
             if uid not in self.scans:
                 raise LungtkError(f"row {i + 1}: no scan named {uid}.* under {self.root}")

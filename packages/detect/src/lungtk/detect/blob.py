@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from lungtk.core import Candidate, RunOptions, Volume
+from lungtk.core.labels import AIR_HU
 from lungtk.ct_io.lungmask import lung_mask
 
 FEATURES = (
@@ -172,7 +173,7 @@ class BlobDetector:
         hu = np.asarray(ct.array[box])
         inside = lungs[box]
         background = float(np.median(hu[inside][:: max(1, int(inside.sum()) // 200_000)]))
-        volume = np.where(inside, np.clip(hu, -1000.0, 100.0).astype(np.float32), np.float32(background))
+        volume = np.where(inside, np.clip(hu, AIR_HU, 100.0).astype(np.float32), np.float32(background))
         block = _working_grid(spacing, self.grid_mm)
         work = _block_mean(volume, block)
         work_spacing = spacing * block

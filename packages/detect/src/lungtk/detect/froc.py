@@ -1,6 +1,7 @@
 """FROC analysis by the LUNA16 rules (Setio et al., Medical Image Analysis 42, 2017).
 
-- A mark hits a nodule when it lies within the nodule's radius of its centre.
+- A mark hits a nodule when it lies within the nodule's radius of its centre
+  (``lungtk.core.labels.within_radius``).
 - A nodule hit by several marks counts once, at the highest probability; the other hits are not false
   positives.
 - Marks on excluded findings (annotations_excluded.csv: non-nodules, nodules < 3 mm, nodules marked by
@@ -21,6 +22,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lungtk.core import LungtkError
+from lungtk.core.labels import (
+    LUNA16_DIAMETER,
+    LUNA16_ID,
+    LUNA16_PROBABILITY,
+    LUNA16_XYZ,
+    within_radius_matrix,
+)
 from lungtk.core.tables import number, read_rows
 
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -65,13 +73,9 @@ class FrocResult:
         }
 
 
-def _hits(mark: Mark, lesions: list[Lesion]) -> list[int]:
-    found = []
-    for i, lesion in enumerate(lesions):
-        radius = lesion.diameter_mm / 2
-        if sum((a - b) ** 2 for a, b in zip(mark.xyz, lesion.xyz, strict=True)) <= radius**2:
-            found.append(i)
-    return found
+def _hits(xyz: NDArray[np.float64], lesions: list[Lesion]) -> NDArray[np.bool_]:
+    """(marks, lesions): which lesion each mark hits."""
+    return within_radius_matrix(xyz, [e.xyz for e in lesions], [e.diameter_mm for e in lesions])
 
 
 def froc(
@@ -109,15 +113,15 @@ def froc(
     fp_probabilities = []
     for uid, scan_marks in by_scan.items():
         kept = sorted(scan_marks, key=lambda m: -m.probability)[:max_marks]
-        local = [nodules[i] for i in nodules_of.get(uid, [])]
-        for mark in kept:
-            hit = _hits(mark, local)
-            if hit:
-                for k in hit:
-                    i = nodules_of[uid][k]
-                    best[i] = max(best[i], mark.probability)
-            elif not _hits(mark, excluded_of.get(uid, [])):
-                fp_probabilities.append(mark.probability)
+        xyz = np.array([m.xyz for m in kept], dtype=np.float64)
+        probability = np.array([m.probability for m in kept], dtype=np.float64)
+        local = nodules_of.get(uid, [])
+        hits = _hits(xyz, [nodules[i] for i in local])
+        if local:
+            on_nodule = np.where(hits, probability[:, None], -np.inf).max(axis=0)
+            best[local] = np.maximum(best[local], on_nodule)
+        on_excluded = _hits(xyz, excluded_of.get(uid, [])).any(axis=1)
+        fp_probabilities.extend(probability[~hits.any(axis=1) & ~on_excluded].tolist())
 
     tp = np.sort(best[np.isfinite(best)])[::-1]
     fp = np.sort(np.asarray(fp_probabilities, dtype=float))[::-1]
@@ -144,24 +148,21 @@ def froc(
     )
 
 
-XYZ = ("coordX", "coordY", "coordZ")
-
-
 def _points(path: Path, value: str) -> list[tuple[str, tuple[float, float, float], float]]:
     """(seriesuid, (x, y, z), row[value]) for every row of a LUNA16-style table."""
-    rows = read_rows(path, ("seriesuid", *XYZ, value))
+    rows = read_rows(path, (LUNA16_ID, *LUNA16_XYZ, value))
     return [
-        (r["seriesuid"], tuple(number(r, c, path, i) for c in XYZ), number(r, value, path, i))  # type: ignore[misc]
+        (r[LUNA16_ID], tuple(number(r, c, path, i) for c in LUNA16_XYZ), number(r, value, path, i))  # type: ignore[misc]
         for i, r in enumerate(rows, start=1)
     ]
 
 
 def read_marks(path: str | os.PathLike[str]) -> list[Mark]:
-    return [Mark(*row) for row in _points(Path(path), "probability")]
+    return [Mark(*row) for row in _points(Path(path), LUNA16_PROBABILITY)]
 
 
 def read_lesions(path: str | os.PathLike[str]) -> list[Lesion]:
-    return [Lesion(*row) for row in _points(Path(path), "diameter_mm")]
+    return [Lesion(*row) for row in _points(Path(path), LUNA16_DIAMETER)]
 
 
 def read_seriesuids(path: str | os.PathLike[str]) -> list[str]:
@@ -170,8 +171,8 @@ def read_seriesuids(path: str | os.PathLike[str]) -> list[str]:
     if not path.is_file():
         raise LungtkError(f"{path}: no such file")
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if lines and lines[0].split(",")[0] == "seriesuid":
-        return [r["seriesuid"] for r in read_rows(path, ("seriesuid",))]
+    if lines and lines[0].split(",")[0] == LUNA16_ID:
+        return [r[LUNA16_ID] for r in read_rows(path, (LUNA16_ID,))]
     return [line.split(",")[0] for line in lines]
 
 

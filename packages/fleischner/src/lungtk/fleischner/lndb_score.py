@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lungtk.core.labels import TEXTURES as TEXTURE_NAMES
 from lungtk.fleischner.nodules import Nodule, Size, Texture
 from lungtk.fleischner.result import CATEGORIES, Recommendation
 
 SCHEME = "lndb"
 SIZES = (Size.SMALL, Size.MEDIUM, Size.LARGE)
-TEXTURES = (Texture.GROUND_GLASS, Texture.PART_SOLID, Texture.SOLID)
+TEXTURES = tuple(Texture(name) for name in TEXTURE_NAMES)  # ground-glass, part-solid, solid
 
 
 def _score_single(size: Size, texture: Texture) -> int:

@@ -11,13 +11,15 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lungtk.core import LungtkError, equivalent_diameter
+from lungtk.core import LungtkError, equivalent_diameter, labels
 
 
 class Texture(StrEnum):
-    GROUND_GLASS = "ground-glass"
-    PART_SOLID = "part-solid"
-    SOLID = "solid"
+    """The texture labels of ``lungtk.core.labels`` (the names classifiers give and tables hold)."""
+
+    GROUND_GLASS = labels.GROUND_GLASS
+    PART_SOLID = labels.PART_SOLID
+    SOLID = labels.SOLID
 
     @property
     def subsolid(self) -> bool:
@@ -31,14 +33,12 @@ class Size(StrEnum):
 
 
 TEXTURE_WORDS = {
-    "solid": Texture.SOLID,
-    "part-solid": Texture.PART_SOLID,
+    **{texture.value: texture for texture in Texture},
     "partsolid": Texture.PART_SOLID,
     "part_solid": Texture.PART_SOLID,
     "part solid": Texture.PART_SOLID,
     "mixed": Texture.PART_SOLID,
     "semi-solid": Texture.PART_SOLID,
-    "ground-glass": Texture.GROUND_GLASS,
     "ground_glass": Texture.GROUND_GLASS,
     "ground glass": Texture.GROUND_GLASS,
     "groundglass": Texture.GROUND_GLASS,
@@ -73,7 +73,7 @@ def parse_texture(text: str | float | Texture) -> Texture:
         return texture_from_rating(float(word))
     except ValueError:
         pass
-    raise ValueError(f"unknown texture {text!r}; use solid, part-solid, ground-glass or a 1-5 rating")
+    raise ValueError(f"unknown texture {text!r}; use {', '.join(labels.TEXTURES[::-1])} or a 1-5 rating")
 
 
 def sphere_volume(diameter_mm: float) -> float:

@@ -15,7 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-HU_AIR, HU_FAT, HU_MUSCLE, HU_BLOOD, HU_LUNG = -1000.0, -100.0, 45.0, 40.0, -860.0
+from lungtk.core.labels import AIR_HU as HU_AIR
+
+HU_FAT, HU_MUSCLE, HU_BLOOD, HU_LUNG = -100.0, 45.0, 40.0, -860.0
 HU_BONE_MARROW, HU_BONE_CORTEX, HU_HEART = 300.0, 900.0, 35.0
 
 

@@ -12,6 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lungtk.core import LungtkError, write_text
+from lungtk.core.labels import (
+    ANNOTATION_COLUMNS,
+    CANDIDATE_COLUMNS,
+    LUNA16_DIAMETER,
+    LUNA16_ID,
+    LUNA16_XYZ,
+    MALIGNANCY,
+    TEXTURE,
+)
 from lungtk.ct_io import write_image
 from lungtk.fleischner import Nodule, recommend, score
 from lungtk.phantom.lidc import LidcNodule, lidc_database, load_nodules
@@ -21,16 +30,14 @@ FORMATS = {"mhd": ".mhd", "nii.gz": ".nii.gz"}
 MIN_COUNTED_MM = 3.0  # LUNA16 annotates nodules >= 3 mm; smaller ones go to annotations_excluded.csv
 SCANS_DIR, MASKS_DIR = "subset0", "masks"
 NODULE_COLUMNS = (
-    "seriesuid",
+    LUNA16_ID,
     "finding",
-    "coordX",
-    "coordY",
-    "coordZ",
-    "diameter_mm",
+    *LUNA16_XYZ,
+    LUNA16_DIAMETER,
     "volume_mm3",
-    "texture",
+    TEXTURE,
     "texture_rating",
-    "malignancy",
+    MALIGNANCY,  # the readers' mean 1-5 rating
     "solid_component_mm",
     "placement",
     "source",
@@ -143,7 +150,7 @@ def write_phantoms(
         g = scan.ct.geometry
         meta.append(
             {
-                "seriesuid": uid,
+                LUNA16_ID: uid,
                 "index": i,
                 "shape": list(scan.ct.shape),
                 "spacing": g.spacing.tolist(),
@@ -153,12 +160,11 @@ def write_phantoms(
         )
         if on_scan:
             on_scan(i, scan)
-    xyz = ["coordX", "coordY", "coordZ"]
-    write_text(root / "annotations.csv", _csv(["seriesuid", *xyz, "diameter_mm"], annotations))
-    write_text(root / "annotations_excluded.csv", _csv(["seriesuid", *xyz, "diameter_mm"], excluded))
-    write_text(root / "candidates.csv", _csv(["seriesuid", *xyz, "class"], candidates))
+    write_text(root / "annotations.csv", _csv(ANNOTATION_COLUMNS, annotations))
+    write_text(root / "annotations_excluded.csv", _csv(ANNOTATION_COLUMNS, excluded))
+    write_text(root / "candidates.csv", _csv(CANDIDATE_COLUMNS, candidates))
     write_text(root / "nodules.csv", _csv(NODULE_COLUMNS, nodules))
-    write_text(root / "fleischner.csv", _csv(["seriesuid", "nodules", "fleischner2017", "lndb"], categories))
+    write_text(root / "fleischner.csv", _csv([LUNA16_ID, "nodules", "fleischner2017", "lndb"], categories))
     used = "lidc" if library else "parametric"
     info = {
         "generator": "lungtk phantom",

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from lungtk.core import Geometry, equivalent_diameter
+from lungtk.core.labels import STORED_HU
 from lungtk.ct_io import CTVolume
 from lungtk.fleischner import Texture
 from lungtk.phantom import shapes
@@ -182,7 +183,7 @@ def make_scan(
 
     hu = ndimage.gaussian_filter(chest.hu, (0.5, 0.7, 0.7))
     hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(rng.uniform(12.0, 25.0))
-    array = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    array = np.clip(np.rint(hu), *STORED_HU).astype(np.int16)
     uid = series_uid(seed, index)
     ct = CTVolume(array, geometry, series_uid=uid)
 

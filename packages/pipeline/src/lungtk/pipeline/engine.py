@@ -18,7 +18,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lungtk.core import Detector, Finding, LungtkError, Precision, Registry, RunOptions, Volume
-from lungtk.core.labels import is_reported
+from lungtk.core.labels import (
+    LUNA16_DIAMETER,
+    LUNA16_ID,
+    LUNA16_PROBABILITY,
+    LUNA16_XYZ,
+    MALIGNANCY,
+    NODULE,
+    SOLID,
+    TEXTURE,
+    is_reported,
+    positive_probability,
+)
 from lungtk.core.registry import ComponentSpec
 from lungtk.ct_io.crops import paste
 from lungtk.ct_io.measure import measure
@@ -26,7 +37,7 @@ from lungtk.fleischner import Nodule, Recommendation, parse_texture
 from lungtk.fleischner.tables import Case, recommend_cases
 
 STAGES = ("read", "detect", "segment", "classify", "fleischner", "write")
-ASSUMED_TEXTURE = "solid"
+ASSUMED_TEXTURE = SOLID
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,12 @@ def _ready(detector: Detector) -> ComponentSpec:
     """A spec for a detector built by the caller (it takes no options and runs on the CPU)."""
     name = getattr(detector, "source", type(detector).__name__)
     return ComponentSpec(
-        name, "detector", lambda options: detector, distribution="lungtk-pipeline", version=pipeline_version(), cpu_only=True
+        name,
+        "detector",
+        lambda options: detector,
+        distribution="lungtk-pipeline",
+        version=pipeline_version(),
+        cpu_only=True,
     )
 
 
@@ -115,23 +131,20 @@ class FindingRow:
     labels: dict[str, dict[str, float]]
 
     def as_dict(self) -> dict[str, Any]:
-        x, y, z = self.center_xyz
         return {
-            "seriesuid": self.seriesuid,
+            LUNA16_ID: self.seriesuid,
             "finding": self.finding,
-            "coordX": round(x, 3),
-            "coordY": round(y, 3),
-            "coordZ": round(z, 3),
-            "probability": round(self.probability, 6),
-            "diameter_mm": round(self.diameter_mm, 3),
+            **{column: round(v, 3) for column, v in zip(LUNA16_XYZ, self.center_xyz, strict=True)},
+            LUNA16_PROBABILITY: round(self.probability, 6),
+            LUNA16_DIAMETER: round(self.diameter_mm, 3),
             "volume_mm3": None if self.volume_mm3 is None else round(self.volume_mm3, 3),
             "solid_component_mm": None
             if self.solid_component_mm is None
             else round(self.solid_component_mm, 3),
-            "texture": self.texture,
+            TEXTURE: self.texture,
             "texture_assumed": self.texture_probabilities is None,
             "texture_probabilities": self.texture_probabilities,
-            "malignancy": None if self.malignancy is None else round(self.malignancy, 6),
+            MALIGNANCY: None if self.malignancy is None else round(self.malignancy, 6),
             "labels": self.labels,
         }
 
@@ -169,7 +182,7 @@ class Timer:
 
 
 def _texture(labels: dict[str, dict[str, float]]) -> tuple[str, dict[str, float] | None]:
-    probs = labels.get("texture")
+    probs = labels.get(TEXTURE)
     if not probs:
         return ASSUMED_TEXTURE, None
     return max(probs, key=probs.__getitem__), probs
@@ -209,9 +222,7 @@ class Pipeline:
         before anything is built. ``detector`` may be a ready detector instead of a name, such as
         :class:`~lungtk.pipeline.given.GivenCandidates` (locations from a table)."""
         base = RunOptions(device="cpu", precision=precision, batch_size=batch_size)  # validates numbers
-        detector_spec = (
-            registry.get("detector", detector) if isinstance(detector, str) else _ready(detector)
-        )
+        detector_spec = registry.get("detector", detector) if isinstance(detector, str) else _ready(detector)
         roles = {"detector": detector_spec, "segmenter": registry.get("segmenter", segmenter)}
         classifier_specs = [registry.get("classifier", c) for c in classifiers]
         everyone = [*roles.values(), *classifier_specs]
@@ -280,9 +291,9 @@ class Pipeline:
         has_mask = m is not None and m.volume_mm3 > 0
         texture, texture_probs = _texture(finding.labels)
         # A classifier that judges nodule-ness (false-positive reduction) overrides the detector's score.
-        nodule = finding.labels.get("nodule")
-        probability = float(nodule.get("nodule", candidate.probability)) if nodule else candidate.probability
-        malignancy = finding.labels.get("malignancy", {}).get("malignant")
+        nodule = positive_probability(finding.labels, NODULE)
+        probability = candidate.probability if nodule is None else nodule
+        malignancy = positive_probability(finding.labels, MALIGNANCY)
         return FindingRow(
             seriesuid=uid,
             finding=index,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lungtk.core import Candidate, LungtkError, Volume
-from lungtk.core.labels import LUNA16_ID, LUNA16_XYZ
+from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_ID, LUNA16_PROBABILITY, LUNA16_XYZ
 from lungtk.core.tables import number, read_rows
 
 # A click has no size; segmenters grow into what they find within about twice this diameter.
@@ -34,13 +34,16 @@ class GivenCandidates:
         by_scan: dict[str, list[Candidate]] = {}
         for line, row in enumerate(rows, start=1):
             xyz = tuple(_finite(row, column, path, line) for column in LUNA16_XYZ)
-            diameter = _optional(row, "diameter_mm", path, line, DEFAULT_DIAMETER_MM)
-            probability = _optional(row, "probability", path, line, 1.0)
+            diameter = _optional(row, LUNA16_DIAMETER, path, line, DEFAULT_DIAMETER_MM)
+            probability = _optional(row, LUNA16_PROBABILITY, path, line, 1.0)
             if diameter < 0:
-                raise LungtkError(f"{path}: line {line + 1}, column 'diameter_mm': {diameter:g} is negative")
+                raise LungtkError(
+                    f"{path}: line {line + 1}, column '{LUNA16_DIAMETER}': {diameter:g} is negative"
+                )
             if not 0.0 <= probability <= 1.0:
                 raise LungtkError(
-                    f"{path}: line {line + 1}, column 'probability': {probability:g} is not between 0 and 1"
+                    f"{path}: line {line + 1}, column '{LUNA16_PROBABILITY}': {probability:g} is not "
+                    "between 0 and 1"
                 )
             by_scan.setdefault(row[LUNA16_ID], []).append(
                 Candidate(xyz, diameter, probability, source=f"{cls.source}:{path.name}")  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lungtk.core import Finding, Volume
+from lungtk.core.labels import AIR_HU, LUNA16_ID, LUNA16_PROBABILITY, is_reported
 from lungtk.ct_io.crops import crop_array, crop_bounds, paste
 from lungtk.ct_io.render import LUNG_WINDOW, overlay, upscale, window, write_png
 
@@ -30,7 +31,7 @@ def finding_views(
     size = np.maximum(np.round(fov_mm / spacing).astype(int) | 1, 3)
     center = ct.geometry.xyz2irc(candidate.center_xyz, continuous=True)
     start = crop_bounds(center, size)
-    hu = crop_array(np.asarray(ct.array), start, size, -1000.0)
+    hu = crop_array(np.asarray(ct.array), start, size, AIR_HU)
     mask = np.zeros(hu.shape, dtype=bool)
     if finding.mask is not None and finding.mask.mask.any():
         paste(mask, finding.mask.mask, finding.mask.start_in(ct.geometry) - start, op="max")
@@ -96,10 +97,10 @@ def _recommendation(rec: dict[str, Any] | None) -> str:
 
 
 def _scan_section(scan: dict[str, Any], threshold: float) -> str:
-    uid = html.escape(scan["seriesuid"])
+    uid = html.escape(scan[LUNA16_ID])
     if scan.get("error"):
         return f"<h2>{uid}</h2><p class=error>Not analysed: {html.escape(scan['error'])}</p>"
-    rows = [r for r in scan["findings"] if r["probability"] >= threshold]
+    rows = [r for r in scan["findings"] if is_reported(r[LUNA16_PROBABILITY], threshold)]
     parts = [f"<h2 id='{uid}'>{uid}</h2>", _recommendation(scan.get("recommendation"))]
     hidden = len(scan["findings"]) - len(rows)
     parts.append(

@@ -24,21 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lungtk.core import LungtkError, write_text
+from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_ID, MALIGNANCY, SUBMISSION_COLUMNS, TEXTURE
 from lungtk.pipeline.engine import STAGES, Pipeline, ScanResult, Timer, pipeline_version
 from lungtk.pipeline.report import render_report, write_thumbnails
-from lungtk.core import LungtkError, write_text
 
-CSV_COLUMNS = (
-    "seriesuid",
-    "coordX",
-    "coordY",
-    "coordZ",
-    "probability",
-    "diameter_mm",
-    "volume_mm3",
-    "texture",
-    "malignancy",
-)
+# LUNA16's submission columns, then what the pipeline measured and classified (empty when unknown).
+CSV_COLUMNS = (*SUBMISSION_COLUMNS, LUNA16_DIAMETER, "volume_mm3", TEXTURE, MALIGNANCY)
 MAX_THUMBNAILS = 12  # per scan, the most probable reported findings
 
 
@@ -95,7 +87,7 @@ def _process(pipeline: Pipeline, uid: str, path: Path, out: Path) -> dict[str, A
 
     result = ScanResult(uid, str(path))
     timer = Timer(result.timings)
-    record: dict[str, Any] = {"seriesuid": uid, "path": str(path), **_settings(pipeline)}
+    record: dict[str, Any] = {LUNA16_ID: uid, "path": str(path), **_settings(pipeline)}
     try:
         with timer.stage("read"):
             ct = read_ct(path)
@@ -171,19 +163,7 @@ def findings_csv(rows: Sequence[dict[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in rows:
-        writer.writerow(
-            [
-                r["seriesuid"],
-                r["coordX"],
-                r["coordY"],
-                r["coordZ"],
-                r["probability"],
-                r["diameter_mm"],
-                "" if r["volume_mm3"] is None else r["volume_mm3"],
-                r["texture"],
-                "" if r["malignancy"] is None else r["malignancy"],
-            ]
-        )
+        writer.writerow(["" if r[column] is None else r[column] for column in CSV_COLUMNS])
     return buffer.getvalue()
 
 
@@ -197,7 +177,7 @@ def _findings_json(pipeline: Pipeline, summary: RunSummary) -> dict[str, Any]:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "scans": [
             {
-                "seriesuid": s["seriesuid"],
+                LUNA16_ID: s[LUNA16_ID],
                 "path": s["path"],
                 "status": "failed" if s.get("error") else "ok",
                 "error": s.get("error"),

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_XYZ, is_reported, within_radius
+from lungtk.core.labels import (
+    LUNA16_DIAMETER,
+    LUNA16_ID,
+    LUNA16_PROBABILITY,
+    LUNA16_XYZ,
+    TEXTURE,
+    is_reported,
+    within_radius,
+)
 from lungtk.core.tables import number, read_rows
 
 
@@ -39,10 +47,10 @@ def match_truth(
     ``findings`` are rows as the pipeline writes them (``coordX..Z``, ``probability``, ``finding``).
     """
     path = Path(truth_csv)
-    reported = [f for f in findings if is_reported(float(f["probability"]), threshold)]
+    reported = [f for f in findings if is_reported(float(f[LUNA16_PROBABILITY]), threshold)]
     matches = []
     for line, row in enumerate(read_rows(path, required=(*LUNA16_XYZ, LUNA16_DIAMETER)), start=1):
-        if seriesuid is not None and row.get("seriesuid", seriesuid) != seriesuid:
+        if seriesuid is not None and row.get(LUNA16_ID, seriesuid) != seriesuid:
             continue
         centre = tuple(number(row, c, path, line) for c in LUNA16_XYZ)
         diameter = number(row, LUNA16_DIAMETER, path, line)
@@ -54,5 +62,5 @@ def match_truth(
             ),
             None,
         )
-        matches.append(TruthMatch(centre, diameter, row.get("texture", ""), hit))  # type: ignore[arg-type]
+        matches.append(TruthMatch(centre, diameter, row.get(TEXTURE, ""), hit))  # type: ignore[arg-type]
     return matches

@@ -23,9 +23,8 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from lungtk.core import Candidate, NoduleMask, RunOptions, Volume
+from lungtk.core.labels import AIR_HU
 from lungtk.ct_io.crops import crop_array, crop_bounds
-
-AIR_HU = -1000.0
 
 
 def _ball(radius_mm: float, spacing: NDArray[np.float64]) -> NDArray[np.bool_]:

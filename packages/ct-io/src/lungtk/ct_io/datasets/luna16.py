@@ -18,9 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from lungtk.core import LungtkError
+from lungtk.core.labels import (
+    ANNOTATION_COLUMNS,
+    CANDIDATE_COLUMNS,
+    LUNA16_CLASS,
+    LUNA16_DIAMETER,
+    LUNA16_ID,
+    LUNA16_XYZ,
+    MALIGNANCY,
+)
 from lungtk.core.tables import number, optional_number, read_columns, read_rows
 from lungtk.ct_io.datasets.records import Annotation, Candidates, DatasetIndex, ScanEntry
-from lungtk.ct_io.points import XYZ, find_scans
+from lungtk.ct_io.points import find_scans
 
 ANNOTATIONS = "annotations.csv"
 WITH_MALIGNANCY = "annotations_with_malignancy.csv"
@@ -29,6 +38,10 @@ CANDIDATES = ("candidates_V2.csv", "candidates.csv")
 LUNG_MASKS = "seg-lungs-LUNA16"
 # Where the official archives and common re-packagings put the tables.
 _TABLE_FOLDERS = (".", "CSVFILES", "evaluationScript/annotations", "annotations")
+# Seed 001's candidate matching: a candidate lies on an annotation when it is within this fraction of the
+# annotation's diameter of its centre along each of x, y and z. (FROC's hit rule is another one: within the
+# radius, lungtk.core.labels.within_radius.)
+CANDIDATE_TOLERANCE = 0.25
 
 
 def _scans(root: Path) -> dict[str, Path]:
@@ -59,14 +72,14 @@ def read_annotations(path: str | os.PathLike[str]) -> list[Annotation]:
     ``mal_bool`` is ``malignant``.
     """
     path = Path(path)
-    rows = read_rows(path, ("seriesuid", *XYZ, "diameter_mm"))
+    rows = read_rows(path, ANNOTATION_COLUMNS)
     found = []
     for line, row in enumerate(rows, start=1):
-        center = tuple(number(row, c, path, line) for c in XYZ)
-        diameter = max(number(row, "diameter_mm", path, line), 0.0)
+        center = tuple(number(row, c, path, line) for c in LUNA16_XYZ)
+        diameter = max(number(row, LUNA16_DIAMETER, path, line), 0.0)
         found.append(
             Annotation(
-                uid=row["seriesuid"],
+                uid=row[LUNA16_ID],
                 center_xyz=center,
                 diameter_mm=diameter,  # type: ignore[arg-type]
                 malignancy=_malignancy(row, path, line),
@@ -87,7 +100,7 @@ def _malignancy(row: dict[str, str], path: Path, line: int) -> float | None:
                 f"{path}: line {line + 1}, column 'mal_details': {details!r} is not a list of ratings"
             ) from None
         return float(np.mean(ratings)) if ratings else None
-    return optional_number(row, "malignancy", path, line)
+    return optional_number(row, MALIGNANCY, path, line)
 
 
 def _flag(text: str) -> bool | None:
@@ -97,14 +110,14 @@ def _flag(text: str) -> bool | None:
 def read_candidates(path: str | os.PathLike[str]) -> Candidates:
     """candidates.csv / candidates_V2.csv (``seriesuid,coordX,coordY,coordZ,class``), unmatched."""
     path = Path(path)
-    columns = read_columns(path, ("seriesuid", *XYZ, "class"))
-    n = len(columns["seriesuid"])
-    uid = np.array(columns["seriesuid"], dtype=str) if n else np.array([], dtype=str)
+    columns = read_columns(path, CANDIDATE_COLUMNS)
+    n = len(columns[LUNA16_ID])
+    uid = np.array(columns[LUNA16_ID], dtype=str) if n else np.array([], dtype=str)
     try:
-        center = np.array([columns[c] for c in XYZ], dtype=np.float64).T.reshape(n, 3)
-        label = np.array(columns["class"], dtype=np.float64).astype(np.int8)
+        center = np.array([columns[c] for c in LUNA16_XYZ], dtype=np.float64).T.reshape(n, 3)
+        label = np.array(columns[LUNA16_CLASS], dtype=np.float64).astype(np.int8)
     except ValueError:
-        for column in (*XYZ, "class"):  # find the bad cell for the message
+        for column in CANDIDATE_COLUMNS[1:]:  # find the bad cell for the message
             for line, text in enumerate(columns[column], start=1):
                 number({column: text}, column, path, line)
         raise
@@ -112,7 +125,7 @@ def read_candidates(path: str | os.PathLike[str]) -> Candidates:
 
 
 def match_candidates(
-    candidates: Candidates, annotations: list[Annotation], tolerance: float = 0.25
+    candidates: Candidates, annotations: list[Annotation], tolerance: float = CANDIDATE_TOLERANCE
 ) -> Candidates:
     """Give each candidate the annotation it lies on, as seed 001 (after *Deep Learning with PyTorch*) does.
 
@@ -165,7 +178,7 @@ def load_luna16(
     *,
     candidates: str | None = "auto",
     patients: Mapping[str, str] | None = None,
-    tolerance: float = 0.25,
+    tolerance: float = CANDIDATE_TOLERANCE,
 ) -> DatasetIndex:
     """Index a LUNA16 folder.
 

@@ -16,8 +16,18 @@ from lungtk.ct_io.io.nifti import read_nifti, write_nifti
 from lungtk.ct_io.io.sitk import read_dicom_series, read_with_sitk, write_with_sitk
 from lungtk.ct_io.volume import CTVolume
 
-READ_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz", ".nrrd", ".nhdr", "<DICOM folder>")
-WRITE_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz", ".nrrd")
+# The image files lungtk reads, by format (lower case): the one list of scan suffixes.
+SUFFIXES_BY_FORMAT = {
+    "mhd": (".mhd", ".mha"),  # MetaImage: header + .raw/.zraw, or all in one
+    "nifti": (".nii.gz", ".nii"),
+    "nrrd": (".nrrd", ".nhdr"),  # NRRD: all in one, or a detached header naming its data file
+}
+SCAN_SUFFIXES = tuple(s for suffixes in SUFFIXES_BY_FORMAT.values() for s in suffixes)
+DICOM_SUFFIX = ".dcm"  # a DICOM slice stands for the series folder it is in
+READ_SUFFIXES = (*SCAN_SUFFIXES, "<DICOM folder>")
+# .nhdr is read, not written: its data file is named inside the header, which an atomic write (a
+# temporary name renamed into place) would leave pointing at the temporary name.
+WRITE_SUFFIXES = tuple(s for s in SCAN_SUFFIXES if s != ".nhdr")
 
 
 def format_of(path: str | os.PathLike[str]) -> str:
@@ -26,13 +36,10 @@ def format_of(path: str | os.PathLike[str]) -> str:
     name = path.name.lower()
     if path.is_dir():
         return "dicom"
-    if name.endswith((".mhd", ".mha")):
-        return "mhd"
-    if name.endswith((".nii", ".nii.gz")):
-        return "nifti"
-    if name.endswith((".nrrd", ".nhdr")):
-        return "nrrd"
-    if name.endswith(".dcm"):
+    for kind, suffixes in SUFFIXES_BY_FORMAT.items():
+        if name.endswith(suffixes):
+            return kind
+    if name.endswith(DICOM_SUFFIX):
         return "dicom"
     return "unknown"
 
@@ -40,7 +47,7 @@ def format_of(path: str | os.PathLike[str]) -> str:
 def series_uid_of(path: str | os.PathLike[str]) -> str:
     """The file name without its image extension, as LUNA16 names scans by series UID."""
     name = Path(path).name
-    for suffix in (".nii.gz", ".mhd", ".mha", ".nii", ".nrrd", ".nhdr"):
+    for suffix in SCAN_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -128,10 +135,10 @@ def write_image(
         raise ValueError("write_image needs a geometry for a bare array")
     path = Path(path)
     name = path.name.lower()
+    if not name.endswith(WRITE_SUFFIXES):
+        raise CTReadError(path, f"unknown output format; lungtk writes {', '.join(WRITE_SUFFIXES)}")
     if name.endswith(".mhd"):
         return write_mhd(path, array, geometry)
-    if name.endswith((".nii", ".nii.gz")):
+    if name.endswith(SUFFIXES_BY_FORMAT["nifti"]):
         return write_nifti(path, array, geometry)
-    if name.endswith((".nrrd", ".mha")):
-        return write_with_sitk(path, array, geometry)
-    raise CTReadError(path, f"unknown output format; lungtk writes {', '.join(WRITE_SUFFIXES)}")
+    return write_with_sitk(path, array, geometry)  # .mha, .nrrd
