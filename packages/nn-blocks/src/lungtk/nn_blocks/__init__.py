@@ -25,6 +25,7 @@ from lungtk.nn_blocks.blocks import (
     ResidualUnit,
     create_block,
 )
+from lungtk.nn_blocks.inference import TTAResult, ensemble, sliding_window, tta_predict
 from lungtk.nn_blocks.init import he_init_, prior_bias_
 from lungtk.nn_blocks.layers import (
     SwitchNorm,
@@ -63,6 +64,7 @@ __all__ = [
     "ResidualBlock",
     "ResidualUnit",
     "SwitchNorm",
+    "TTAResult",
     "TopKBCEDiceLoss",
     "TripletAttention",
     "UNet",
@@ -74,7 +76,10 @@ __all__ = [
     "create_dropout",
     "create_norm",
     "create_pool",
+    "ensemble",
     "he_init_",
     "inverse_frequency_weights",
     "prior_bias_",
+    "sliding_window",
+    "tta_predict",
 ]
