@@ -1,4 +1,3 @@
-import json
 import os
 import subprocess
 import sys
@@ -71,17 +70,3 @@ def test_crop_cache_returns_the_same_crop_as_cropping_the_scan(tmp_path):
     np.testing.assert_array_equal(first, crop(read_ct(scan), size=(6, 8, 8), center_xyz=centre).array)
     np.testing.assert_array_equal(crops.get(scan, centre, (6, 8, 8)), first)
     assert crops.volumes.info().crops == 1
-
-
-def test_cache_cli_warm_info_clear(lungtk_cli, tmp_path):
-    run = lungtk_cli
-    for i in range(3):
-        make_scan(tmp_path / "data" / f"subset{i % 2}" / f"1.2.{i}.mhd", seed=i)
-    proc = run("cache", "warm", tmp_path / "data")
-    assert proc.returncode == 0, proc.stderr
-    assert "3 decoded, 0 already cached" in proc.stderr
-    assert "2 already cached" in run("cache", "warm", tmp_path / "data" / "subset0").stderr
-    info = json.loads(run("cache", "info", "--json").stdout)
-    assert info["volumes"] == 3 and info["bytes"] > 3 * 16 * 24 * 32 * 2
-    assert run("cache", "clear").returncode == 0
-    assert json.loads(run("cache", "info", "--json").stdout)["volumes"] == 0
