@@ -5,7 +5,12 @@ import csv
 import io
 import json
 
+import numpy as np
+from PIL import Image
+
 from lungtk.ct_io.datasets import open_dataset
+
+OUTLINE_RGB = (255, 64, 64)  # nodule outlines in the previews
 
 
 def test_phantom_writes_a_luna16_folder_with_consistent_fleischner_truth(tmp_path, lungtk_cli):
@@ -16,10 +21,9 @@ def test_phantom_writes_a_luna16_folder_with_consistent_fleischner_truth(tmp_pat
     assert proc.stdout.strip() == str(out)
     index = open_dataset(out)
     assert index.name == "luna16" and len(index.on_disk()) == 3
-    assert len(list((out / "previews").glob("*.png"))) == 3
-    assert (out / "previews").stat().st_size > 0
     meta = json.loads((out / "phantom.json").read_text())
     assert meta["seed"] == 4 and len(meta["scans"]) == 3
+    _check_previews(out, meta)
 
     truth = {r["seriesuid"]: r for r in csv.DictReader((out / "fleischner.csv").open())}
     nodules = out / "nodules.csv"
@@ -28,7 +32,26 @@ def test_phantom_writes_a_luna16_folder_with_consistent_fleischner_truth(tmp_pat
         assert int(row["category"]) == int(truth[row["patient"]]["lndb"])
     # Scans without nodules are not in nodules.csv; their category is 0.
     listed = {r["patient"] for r in csv.DictReader(io.StringIO(got))}
+    assert listed == {r["seriesuid"] for r in csv.DictReader(nodules.open())} and listed < set(truth)
     assert all(int(r["lndb"]) == 0 for uid, r in truth.items() if uid not in listed)
+
+
+def _check_previews(out, meta):
+    """One PNG per scan: its axial slice (2x) beside its coronal slice at the voxels' true aspect, with the
+    outline of the nodule they pass through, in red, exactly when the scan has nodules."""
+    with_nodules = {r["seriesuid"] for r in csv.DictReader((out / "nodules.csv").open())}
+    assert 0 < len(with_nodules) < 3  # seed 4 gives scans with and without nodules: both cases are seen
+    previews = {p.stem: p for p in (out / "previews").glob("*.png")}
+    assert set(previews) == {s["seriesuid"] for s in meta["scans"]}
+    for scan in meta["scans"]:
+        image = np.asarray(Image.open(previews[scan["seriesuid"]]).convert("RGB"))
+        slices, _rows, cols = scan["shape"]
+        sx, _sy, sz = scan["spacing"]
+        assert image.shape[1] == 2 * (2 * cols + 4)  # two panels of 2 px per column and a 4 px gap
+        assert abs(image.shape[0] - max(2 * cols, 2 * slices * sz / sx)) <= 1
+        assert image.std() > 20  # anatomy, not a blank
+        outline = np.all(image == OUTLINE_RGB, axis=-1).sum()
+        assert (outline > 0) == (scan["seriesuid"] in with_nodules), scan["seriesuid"]
 
 
 def test_phantom_bad_options_are_one_line(tmp_path, lungtk_cli):
