@@ -108,7 +108,18 @@ class PluginCommands:
 
 def build_app() -> typer.Typer:
     """A fresh ``lungtk`` app with the built-in groups and every loaded plugin's commands."""
-    from lungtk.cli.commands import cache, convert, data, evaluate, fleischner, phantom, pipeline, plugins
+    from lungtk.cli.commands import (
+        cache,
+        convert,
+        data,
+        evaluate,
+        fleischner,
+        models,
+        phantom,
+        pipeline,
+        plugins,
+        train,
+    )
 
     app = typer.Typer(
         name="lungtk",
@@ -127,6 +138,8 @@ def build_app() -> typer.Typer:
     app.add_typer(plugins.app, name="plugins")
     app.command("demo")(pipeline.demo)
     app.command("phantom")(phantom.phantom)
+    app.command("train")(train.train)
+    app.add_typer(models.app, name="models")
     get_plugins().register_commands(app, PluginCommands(app))
     return app
 

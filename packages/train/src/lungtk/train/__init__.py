@@ -1,0 +1,1 @@
+"""lungtk.train"""

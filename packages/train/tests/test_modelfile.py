@@ -1,0 +1,106 @@
+import json
+import struct
+
+import pytest
+import torch
+
+from lungtk.core import LungtkError
+from lungtk.train.architectures import build_architecture, register_architecture
+from lungtk.train.modelfile import describe, init_from, load_model, read_header, save_model
+
+ARGS = {"in_channels": 1, "out_channels": 1, "widths": [2, 4]}
+
+
+def _save(path, model=None, **kw):
+    model = model or build_architecture("unet", ARGS)
+    options = {
+        "architecture": "unet",
+        "arch_args": ARGS,
+        "preprocessing": {"spacing": [1.0, 1.0, 1.0], "patch": [8, 8, 8], "window": "unit"},
+        "task": "unet-tiny",
+        "training": {"steps": 3, "config": {"lr": 0.1}},
+        "metrics": {"dice": 0.5},
+        **kw,
+    }
+    return model, save_model(path, model, **options)
+
+
+def test_a_model_file_rebuilds_the_network_with_nothing_else(tmp_path):
+    model, path = _save(tmp_path / "m.safetensors")
+    loaded = load_model(path, "unet")
+    x = torch.randn(1, 1, 8, 8, 8)
+    model.eval()
+    assert torch.equal(loaded.model(x), model(x))
+    assert loaded.preprocessing["spacing"] == [1.0, 1.0, 1.0] and not loaded.model.training
+    info = describe(path)
+    assert info["architecture"] == "unet" and info["arch_args"] == ARGS
+    assert info["metrics"] == {"dice": 0.5} and info["training"]["config"] == {"lr": 0.1}
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    assert info["lungtk_version"] and info["dtypes"] == ["F32"]
+
+
+def test_float16_files_load_as_float32(tmp_path):
+    model, full = _save(tmp_path / "full.safetensors")
+    _, half = _save(tmp_path / "half.safetensors", model=model, dtype="float16")
+    assert half.stat().st_size < full.stat().st_size * 0.7
+    weight = load_model(half).model.head.weight
+    assert weight.dtype == torch.float32 and torch.allclose(weight, model.head.weight, atol=1e-3)
+
+
+def test_wrong_files_get_one_clear_line(tmp_path):
+    _, path = _save(tmp_path / "m.safetensors")
+    with pytest.raises(
+        LungtkError,
+        match=r"holds a 'unet' model \(trained by task 'unet-tiny'\); segmenter 'x' needs 'resunet'",
+    ):
+        load_model(path, "resunet", who="segmenter 'x'")
+    (tmp_path / "w.pt").write_bytes(b"PK\x03\x04 not safetensors at all")
+    with pytest.raises(LungtkError, match="not a .safetensors model file"):
+        read_header(tmp_path / "w.pt")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(LungtkError, match="without lungtk metadata"):
+        load_model(tmp_path / "plain.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(LungtkError, match="truncated"):
+        read_header(cut)
+    with pytest.raises(LungtkError, match="no such model file"):
+        read_header(tmp_path / "missing.safetensors")
+
+
+def test_unknown_architecture_and_tensors_that_do_not_fit(tmp_path):
+    model, _ = _save(tmp_path / "m.safetensors")
+    save_model(tmp_path / "x.safetensors", model, architecture="unett", arch_args=ARGS)
+    with pytest.raises(LungtkError, match="architecture 'unett' is not installed; did you mean 'unet'"):
+        load_model(tmp_path / "x.safetensors")
+    save_model(tmp_path / "y.safetensors", model, architecture="unet", arch_args={**ARGS, "widths": [2, 8]})
+    with pytest.raises(LungtkError, match="has shape .* needs"):
+        load_model(tmp_path / "y.safetensors")
+    register_architecture("linear-test", lambda n=2: torch.nn.Linear(n, n))
+    save_model(
+        tmp_path / "z.safetensors", torch.nn.Linear(3, 3), architecture="linear-test", arch_args={"n": 3}
+    )
+    assert load_model(tmp_path / "z.safetensors").model.weight.shape == (3, 3)
+    save_model(tmp_path / "z.safetensors", model, architecture="linear-test", arch_args={"n": 3})
+    with pytest.raises(LungtkError, match="do not fit architecture 'linear-test'"):
+        load_model(tmp_path / "z.safetensors")
+
+
+def test_metadata_is_plain_json_strings(tmp_path):
+    _, path = _save(tmp_path / "m.safetensors")
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    meta = json.loads(raw[8 : 8 + length])["__metadata__"]
+    assert all(isinstance(v, str) for v in meta.values())
+    assert json.loads(meta["arch_args"]) == ARGS and meta["format"] == "lungtk-model"
+
+
+def test_init_copies_matching_tensors(tmp_path):
+    model, path = _save(tmp_path / "m.safetensors")
+    fresh = build_architecture("unet", ARGS)
+    assert init_from(fresh, path, "unet") == (len(model.state_dict()), len(model.state_dict()))
+    assert torch.equal(fresh.head.weight, model.head.weight)
+    with pytest.raises(LungtkError, match="setting init needs 'resunet'"):
+        init_from(fresh, path, "resunet")

@@ -1,0 +1,242 @@
+"""Training on a small synthetic data set in LUNA16's layout: patch data through the volume cache, and
+the loop (loss, run folder, exact resume, early stopping, error-region sampling, out of memory)."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lungtk.core import LungtkError
+from lungtk.ct_io.cache import VolumeCache
+from lungtk.ct_io.datasets import open_dataset
+from lungtk.train.checkpoint import load_checkpoint
+from lungtk.train.config import read_config_file, resolve_config
+from lungtk.train.data.patches import PatchDataset, PatchGeometry
+from lungtk.train.data.samplers import PatchRequest, PatchSampler
+from lungtk.train.data.sources import build_records, check_labels, make_splits
+from lungtk.train.modelfile import describe, load_model
+from lungtk.train.run import plan, train
+from lungtk.train.runlog import read_metrics
+from lungtk.train.task import find_task
+
+SMALL = (48, 64, 64)
+TINY = {
+    "width": 2,
+    "patch": "16",
+    "batch_size": 2,
+    "num_workers": 0,
+    "lr": 0.01,
+    "warmup_steps": 0,
+    "augmentation": "none",
+    "val_patches": 8,
+    "log_every": 2,
+}
+"""Settings that make unet-tiny train in a fraction of a second per step on a CPU."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LUNGTK_CACHE_DIR", str(tmp_path_factory.mktemp("lungtk-cache")))
+        yield
+
+
+def write_scans(root, n=4, shape=SMALL, seed=1):
+    """``n`` chest-like scans in LUNA16's layout with a lungtk-style ``masks/`` folder: lung-density
+    noise inside a soft-tissue body, and two dense spheres (nodules, 4-8 mm) per scan, listed in
+    annotations.csv. lungtk-train must not depend on lungtk-phantom, so its tests make their own scans."""
+    from lungtk.core import Geometry
+    from lungtk.ct_io import write_image
+
+    rng = np.random.default_rng(seed)
+    spacing = np.array([0.8, 0.8, 1.5])  # x, y, z mm
+    rows = ["seriesuid,coordX,coordY,coordZ,diameter_mm"]
+    grid = np.stack(np.meshgrid(*(np.arange(s) for s in shape), indexing="ij"), -1) * spacing[::-1]  # irc mm
+    for i in range(n):
+        uid = f"1.2.3.{i}"
+        origin = rng.uniform(-150, -50, 3)
+        centre = (np.asarray(shape) - 1) / 2 * spacing[::-1]
+        body = (((grid - centre) / (centre * 0.95)) ** 2).sum(-1) <= 1
+        hu = np.where(body, 40.0, -1000.0) + rng.normal(0, 15, shape)
+        lung = (((grid - centre) / (centre * 0.8)) ** 2).sum(-1) <= 1
+        hu[lung] = -850 + rng.normal(0, 30, int(lung.sum()))
+        labels = np.zeros(shape, np.uint8)
+        for k in range(2):
+            diameter = rng.uniform(4, 8)
+            at = centre + rng.uniform(-0.35, 0.35, 3) * centre
+            ball = ((grid - at) ** 2).sum(-1) <= (diameter / 2) ** 2
+            hu[ball] = 30 + rng.normal(0, 15, int(ball.sum()))
+            labels[ball] = k + 1
+            xyz = origin + at[::-1]
+            rows.append(f"{uid},{xyz[0]:.3f},{xyz[1]:.3f},{xyz[2]:.3f},{diameter:.3f}")
+        geometry = Geometry(origin=origin, spacing=spacing)
+        write_image(root / "subset0" / f"{uid}.mhd", hu.astype(np.int16), geometry)
+        write_image(root / "masks" / f"{uid}.mhd", labels, geometry)
+    (root / "annotations.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    return write_scans(tmp_path_factory.mktemp("scans"))
+
+
+@pytest.fixture(scope="module")
+def indexed(scans):
+    index = open_dataset(scans)
+    config = resolve_config(find_task("unet-tiny"), {"patch": "16"})
+    splits = make_splits(index, config)
+    records = build_records(index, splits["train"], config, target="mask", cache=VolumeCache())
+    return index, config, splits, records
+
+
+def test_records_have_masks_and_nodule_centres(indexed):
+    index, _, splits, records = indexed
+    assert len(splits["train"]) == 3 and len(splits["val"]) == 1
+    assert all(r.masks and len(r.positives) == 2 for r in records)
+    check_labels(records, "mask", "unet-tiny", index.root)
+    ds = PatchDataset(records, PatchGeometry((16, 16, 16), (1.0, 1.0, 1.0)))
+    for scan, record in enumerate(records):
+        for centre in record.positives:
+            _, mask = ds.extract(scan, centre)
+            assert mask[6:10, 6:10, 6:10].any()  # the nodule is in the middle of its patch
+
+
+def test_region_grown_targets_where_there_are_no_masks(indexed):
+    index, config, splits, _ = indexed
+    grown = build_records(
+        index, splits["train"], {**config, "targets": "grow"}, target="mask", cache=VolumeCache()
+    )
+    ds = PatchDataset(grown, PatchGeometry((16, 16, 16), (1.0, 1.0, 1.0)))
+    masked = PatchDataset(indexed[3], ds.geometry)
+    recall, sizes = [], []
+    for scan, record in enumerate(grown):
+        assert not record.masks and record.pieces
+        for centre, diameter in zip(record.positives, record.diameters, strict=True):
+            grown_mask, true_mask = ds.extract(scan, centre)[1], masked.extract(scan, centre)[1]
+            recall.append((grown_mask & true_mask).sum() / true_mask.sum())
+            sizes.append(grown_mask.sum() <= (diameter + 2) ** 3)  # within the diameter box (1 mm voxels)
+    # seed 001's targets: the dense voxels of the nodule's box, so the whole nodule and a little around it
+    assert np.mean(recall) > 0.9 and all(sizes)
+
+
+def test_a_request_gives_the_same_patch_in_any_worker(indexed):
+    _, _, _, records = indexed
+    ds = PatchDataset(records, PatchGeometry((16, 16, 16), (1.0, 1.0, 1.0)), augmentation="seed000")
+    sampler = PatchSampler(
+        records, kind="positive", seed=3, extent=[ds.geometry.extent(r.spacing_irc) for r in records]
+    )
+    requests = [sampler.request(k) for k in range(8)]
+    a, b = ds[requests[0]], ds[requests[0]]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["target"], b["target"])
+    assert a["image"].shape == (1, 16, 16, 16) and a["image"].dtype == torch.float32
+    unaugmented = ds[PatchRequest(**{**requests[0].__dict__, "augment": False})]
+    assert not torch.equal(a["image"], unaugmented["image"])
+
+    def batches(workers):
+        loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=requests, num_workers=workers)
+        return [torch.cat([b["image"], b["target"]]) for b in loader]
+
+    for x, y in zip(batches(0), batches(2), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_training_lowers_the_loss_and_fills_the_run_folder(scans, tmp_path):
+    out = tmp_path / "run"
+    result = train(plan("unet-tiny", scans, out, {**TINY, "steps": 30, "val_every": 10}, device="cpu"))
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    assert len(losses) == 15 and np.mean(losses[-3:]) < np.mean(losses[:3])
+    vals = [r for r in read_metrics(out / "metrics.jsonl") if "val" in r]
+    assert [r["step"] for r in vals] == [10, 20, 30] and set(vals[0]["val"]) == {
+        "dice",
+        "precision",
+        "recall",
+        "loss",
+    }
+    for name in ("config.toml", "splits.json", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (out / name).is_file(), name
+    assert read_config_file(out / "config.toml")["[run]"]["task"] == "unet-tiny"
+    assert result.model == out / "model.safetensors" and result.step == 30
+    info = describe(result.model)
+    assert info["training"]["selected"] == "best" and info["training"]["weights_step"] == result.best["step"]
+    assert info["preprocessing"]["spacing"] == [1.0, 1.0, 1.0] and info["preprocessing"]["patch"] == [
+        16,
+        16,
+        16,
+    ]
+    assert load_model(result.model, "unet").model(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 1, 16, 16, 16)
+
+
+def test_resuming_from_a_checkpoint_ends_with_the_same_weights(scans, tmp_path):
+    settings = {**TINY, "augmentation": "seed000", "steps": 12, "val_every": 4}
+    whole = tmp_path / "whole"
+    snapshot = tmp_path / "at-step-8"
+
+    def keep_step_8(kind, info):  # what a run killed after step 8's checkpoint leaves on disk
+        if kind == "step" and info["step"] == 8:
+            shutil.copytree(whole, snapshot)
+
+    train(plan("unet-tiny", scans, whole, settings), on_event=keep_step_8)
+    assert load_checkpoint(snapshot / "checkpoints/last.pt")["step"] == 8
+    resumed = train(plan("unet-tiny", scans, snapshot, {}, resume=True))
+    assert resumed.step == 12
+    a, b = load_checkpoint(whole / "checkpoints/last.pt"), load_checkpoint(snapshot / "checkpoints/last.pt")
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+    x, y = load_file(whole / "model.safetensors"), load_file(snapshot / "model.safetensors")
+    assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+    def lines(run):  # the log is cut back to the checkpoint and written again from there
+        return [
+            {k: v for k, v in r.items() if k != "patches_per_s"} for r in read_metrics(run / "metrics.jsonl")
+        ]
+
+    assert lines(whole) == lines(snapshot)
+
+
+def test_a_resumed_run_must_keep_its_configuration(scans, tmp_path):
+    out = tmp_path / "run"
+    train(plan("unet-tiny", scans, out, {**TINY, "steps": 2}))
+    with pytest.raises(LungtkError, match=r"configuration differs .*lr: 0.01 -> 0.02"):
+        plan("unet-tiny", scans, out, {"lr": 0.02}, resume=True)
+    with pytest.raises(LungtkError, match="already holds a run"):
+        plan("unet-tiny", scans, out, {})
+    with pytest.raises(LungtkError, match="does not exist"):
+        plan("unet-tiny", scans, tmp_path / "new", {}, resume=True)
+    plan("unet-tiny", scans, out, {"num_workers": 1}, resume=True)  # changes nothing computed
+
+
+def test_early_stopping(scans, tmp_path):
+    out = tmp_path / "run"
+    result = train(
+        plan("unet-tiny", scans, out, {**TINY, "lr": 0.0, "steps": 20, "val_every": 2, "patience": 1})
+    )
+    assert result.stopped == "early" and result.step == 4  # the second validation did not improve
+    assert load_checkpoint(out / "checkpoints/last.pt")["done"]
+
+
+def test_error_region_sampling(scans, tmp_path):
+    out = tmp_path / "run"
+    settings = {**TINY, "sampler": "isample", "isample_every": 3, "steps": 6, "val_every": 6}
+    train(plan("unet-tiny", scans, out, settings))
+    maps = sorted(p.parent.name for p in (out / "isample").rglob("*.npy"))
+    assert maps == ["step00000000"] * 3 + ["step00000003"] * 3  # 3 training scans, refreshed at steps 0 and 3
+    grid = np.load(next((out / "isample" / "step00000003").glob("*.npy")))
+    assert grid.ndim == 3 and (grid >= 0).all() and grid.max() <= 1
+    assert load_checkpoint(out / "checkpoints/last.pt")["isample_step"] == 3
+
+
+def test_out_of_gpu_memory_says_which_setting_to_lower(scans, tmp_path, monkeypatch):
+    from lungtk.train.loop import Trainer
+
+    def oom(self):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "_loop", oom)
+    with pytest.raises(
+        LungtkError, match=r"out of GPU memory .* batch_size=2, patch=16: lower --set batch_size=1 "
+    ):
+        train(plan("unet-tiny", scans, tmp_path / "run", {**TINY, "steps": 2}))
