@@ -290,8 +290,15 @@ def test_cuda_where_there_is_none(phantoms, cache, tmp_path, capsys, monkeypatch
     assert code == 1 and "--device cuda: no CUDA device is available here" in err
 
 
-def test_show_config(cache, capsys, monkeypatch) -> None:
-    code, out, _ = cli(
-        capsys, monkeypatch, cache, "train", "unet-tiny", "--show-config", "--set", "lr=0.5", "--seed", "4"
-    )
-    assert code == 0 and "lr = 0.5" in out and "seed = 4" in out and 'task = "unet-tiny"' in out
+def test_settings_come_from_the_task_then_the_config_file_then_set(
+    cache, tmp_path, capsys, monkeypatch
+) -> None:
+    config = tmp_path / "my.toml"
+    config.write_text("lr = 0.25\nwidth = 4\n")
+    args = ["train", "unet-tiny", "--show-config", "--config", config, "--set", "width=6", "--seed", "4"]
+    code, out, _ = cli(capsys, monkeypatch, cache, *args)
+    assert code == 0 and "lr = 0.25" in out and "width = 6" in out and "seed = 4" in out
+    assert "batch_size = 4" in out and 'task = "unet-tiny"' in out  # the task's default
+    config.write_text("[run]\ntask = 'other'\n")
+    code, _, err = cli(capsys, monkeypatch, cache, *args)
+    assert code == 1 and "configuration of task 'other'" in err

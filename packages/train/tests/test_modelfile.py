@@ -104,3 +104,30 @@ def test_init_copies_matching_tensors(tmp_path):
     assert torch.equal(fresh.head.weight, model.head.weight)
     with pytest.raises(LungtkError, match="setting init needs 'resunet'"):
         init_from(fresh, path, "resunet")
+
+
+def test_components_load_shipped_and_user_weights_through_this_loader(tmp_path, monkeypatch):
+    """A component's ``default_weights`` (package data) and a user's ``--weights NAME=FILE`` both reach its
+    factory as ``options.weights``, and both go through :func:`load_model`, which checks the architecture."""
+    from lungtk.core import ComponentSpec, RunOptions
+
+    package = tmp_path / "site" / "lungtk_test_weights"
+    (package / "weights").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    _, shipped = _save(package / "weights" / "tiny.safetensors")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+    def factory(options):
+        return load_model(options.weights, "unet", who="segmenter 'tiny-seg'")
+
+    spec = ComponentSpec(
+        "tiny-seg", "segmenter", factory, default_weights="lungtk_test_weights:weights/tiny.safetensors"
+    )
+    assert spec.create(RunOptions()).header.path == shipped
+    _, mine = _save(tmp_path / "mine.safetensors")
+    assert spec.create(RunOptions(weights=mine)).header.path == mine
+    other = save_model(
+        tmp_path / "other.safetensors", torch.nn.Linear(2, 2), architecture="resunet", arch_args={}
+    )
+    with pytest.raises(LungtkError, match="holds a 'resunet' model; segmenter 'tiny-seg' needs 'unet'"):
+        spec.create(RunOptions(weights=other))

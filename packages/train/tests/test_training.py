@@ -43,38 +43,53 @@ def _cache(tmp_path_factory):
         yield
 
 
-def write_scans(root, n=4, shape=SMALL, seed=1):
-    """``n`` chest-like scans in LUNA16's layout with a lungtk-style ``masks/`` folder: lung-density
-    noise inside a soft-tissue body, and two dense spheres (nodules, 4-8 mm) per scan, listed in
-    annotations.csv. lungtk-train must not depend on lungtk-phantom, so its tests make their own scans."""
+def make_scan(rng, shape=SMALL):
+    """A chest-like scan: lung-density noise inside a soft-tissue body, and two dense spheres (nodules,
+    4-8 mm) with their label mask; (HU, labels, geometry, [(centre xyz, diameter)])."""
     from lungtk.core import Geometry
+
+    spacing = np.array([0.8, 0.8, 1.5])  # x, y, z mm
+    grid = np.stack(np.meshgrid(*(np.arange(s) for s in shape), indexing="ij"), -1) * spacing[::-1]  # irc mm
+    origin = rng.uniform(-150, -50, 3)
+    centre = (np.asarray(shape) - 1) / 2 * spacing[::-1]
+    body = (((grid - centre) / (centre * 0.95)) ** 2).sum(-1) <= 1
+    hu = np.where(body, 40.0, -1000.0) + rng.normal(0, 15, shape)
+    lung = (((grid - centre) / (centre * 0.8)) ** 2).sum(-1) <= 1
+    hu[lung] = -850 + rng.normal(0, 30, int(lung.sum()))
+    labels = np.zeros(shape, np.uint8)
+    nodules = []
+    for k in range(2):
+        diameter = rng.uniform(4, 8)
+        at = centre + rng.uniform(-0.35, 0.35, 3) * centre
+        ball = ((grid - at) ** 2).sum(-1) <= (diameter / 2) ** 2
+        hu[ball] = 30 + rng.normal(0, 15, int(ball.sum()))
+        labels[ball] = k + 1
+        nodules.append((origin + at[::-1], diameter))
+    return hu.astype(np.int16), labels, Geometry(origin=origin, spacing=spacing), nodules
+
+
+def write_scans(root, n=4, seed=1):
+    """``n`` scans in LUNA16's layout: subset0/, annotations.csv, candidates.csv (the nodules as class 1,
+    six random places per scan as class 0) and a lungtk-style masks/ folder. lungtk-train must not depend
+    on lungtk-phantom, so its tests make their own scans."""
     from lungtk.ct_io import write_image
 
     rng = np.random.default_rng(seed)
-    spacing = np.array([0.8, 0.8, 1.5])  # x, y, z mm
-    rows = ["seriesuid,coordX,coordY,coordZ,diameter_mm"]
-    grid = np.stack(np.meshgrid(*(np.arange(s) for s in shape), indexing="ij"), -1) * spacing[::-1]  # irc mm
+    annotations = ["seriesuid,coordX,coordY,coordZ,diameter_mm"]
+    candidates = ["seriesuid,coordX,coordY,coordZ,class"]
     for i in range(n):
         uid = f"1.2.3.{i}"
-        origin = rng.uniform(-150, -50, 3)
-        centre = (np.asarray(shape) - 1) / 2 * spacing[::-1]
-        body = (((grid - centre) / (centre * 0.95)) ** 2).sum(-1) <= 1
-        hu = np.where(body, 40.0, -1000.0) + rng.normal(0, 15, shape)
-        lung = (((grid - centre) / (centre * 0.8)) ** 2).sum(-1) <= 1
-        hu[lung] = -850 + rng.normal(0, 30, int(lung.sum()))
-        labels = np.zeros(shape, np.uint8)
-        for k in range(2):
-            diameter = rng.uniform(4, 8)
-            at = centre + rng.uniform(-0.35, 0.35, 3) * centre
-            ball = ((grid - at) ** 2).sum(-1) <= (diameter / 2) ** 2
-            hu[ball] = 30 + rng.normal(0, 15, int(ball.sum()))
-            labels[ball] = k + 1
-            xyz = origin + at[::-1]
-            rows.append(f"{uid},{xyz[0]:.3f},{xyz[1]:.3f},{xyz[2]:.3f},{diameter:.3f}")
-        geometry = Geometry(origin=origin, spacing=spacing)
-        write_image(root / "subset0" / f"{uid}.mhd", hu.astype(np.int16), geometry)
+        hu, labels, geometry, nodules = make_scan(rng)
+        write_image(root / "subset0" / f"{uid}.mhd", hu, geometry)
         write_image(root / "masks" / f"{uid}.mhd", labels, geometry)
-    (root / "annotations.csv").write_text("\n".join(rows) + "\n")
+        for xyz, diameter in nodules:
+            annotations.append(f"{uid},{xyz[0]:.3f},{xyz[1]:.3f},{xyz[2]:.3f},{diameter:.3f}")
+            candidates.append(f"{uid},{xyz[0]:.3f},{xyz[1]:.3f},{xyz[2]:.3f},1")
+        for irc in rng.uniform(0.2, 0.8, (6, 3)) * np.asarray(hu.shape):
+            xyz = geometry.irc2xyz(irc)
+            candidates.append(f"{uid},{xyz[0]:.3f},{xyz[1]:.3f},{xyz[2]:.3f},0")
+    (root / "annotations.csv").write_text("\n".join(annotations) + "\n")
+    (root / "candidates.csv").write_text("\n".join(candidates) + "\n")
     return root
 
 
@@ -240,3 +255,85 @@ def test_out_of_gpu_memory_says_which_setting_to_lower(scans, tmp_path, monkeypa
         LungtkError, match=r"out of GPU memory .* batch_size=2, patch=16: lower --set batch_size=1 "
     ):
         train(plan("unet-tiny", scans, tmp_path / "run", {**TINY, "steps": 2}))
+
+
+def test_msd_layout_trains_from_its_label_images(tmp_path):
+    """MSD Task06 has label images and no centres: positives are foreground voxels (as nnU-Net samples)."""
+    import json
+
+    from lungtk.ct_io import write_image
+
+    rng = np.random.default_rng(4)
+    items = []
+    for i in range(3):
+        hu, labels, geometry, _ = make_scan(rng)
+        write_image(tmp_path / "imagesTr" / f"lung_{i:03d}.nii.gz", hu, geometry)
+        write_image(tmp_path / "labelsTr" / f"lung_{i:03d}.nii.gz", (labels > 0).astype(np.uint8), geometry)
+        items.append({"image": f"./imagesTr/lung_{i:03d}.nii.gz", "label": f"./labelsTr/lung_{i:03d}.nii.gz"})
+    (tmp_path / "dataset.json").write_text(json.dumps({"name": "Lung", "training": items, "test": []}))
+    the_plan = plan("unet-tiny", tmp_path, tmp_path / "run", {**TINY, "steps": 2, "val_fraction": 0.34})
+    from lungtk.train.run import prepare_data
+
+    data, index = prepare_data(the_plan, "mask")
+    assert index.name == "Lung" and len(data.splits["train"]) == 2 and len(data.splits["val"]) == 1
+    record = data.train.records[0]
+    assert record.masks and len(record.positives) > 10 and not record.pieces
+    _, mask = data.train.extract(0, record.positives[0])
+    assert mask.any()
+    assert train(the_plan).step == 2
+
+
+class TinyCNN(torch.nn.Module):
+    def __init__(self, width: int = 4) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv3d(1, width, 3, stride=2),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool3d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(width, 2),
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_classification_task_needs_only_its_network_loss_and_metrics(scans, tmp_path):
+    """What cls will do: candidates as patches, classes alternated as seed 001, AUC on validation."""
+    from lungtk.core import ComponentSpec
+    from lungtk.train.architectures import register_architecture
+    from lungtk.train.loop import Trainer
+    from lungtk.train.metrics import BinaryClassificationMetric
+    from lungtk.train.run import Plan, prepare_data
+    from lungtk.train.task import PatchRecipe, Task
+
+    register_architecture("tiny-cnn-test", TinyCNN)
+    spec = ComponentSpec("nodule-test", "task", "x:y", settings={"sampler": "balanced", "patch": "16,24,24"})
+    config = resolve_config(
+        spec,
+        {**{k: v for k, v in TINY.items() if k != "width"}, "patch": "8,16,16", "steps": 6, "val_every": 3},
+    )
+    task = Task(
+        "nodule-test",
+        "tiny-cnn-test",
+        {"width": 4},
+        loss=lambda output, batch: torch.nn.functional.cross_entropy(output, batch["label"]),
+        metrics=BinaryClassificationMetric,
+        recipe=PatchRecipe.from_config(config, target="label"),
+        monitor="auc",
+        config=config,
+    )
+    data, _ = prepare_data(Plan(spec, config, scans, tmp_path / "run", "cpu"), "label")
+    labels = [data.sampler.request(k).label for k in range(6)]
+    assert labels == [1, 0, 1, 0, 1, 0]
+    item = data.train[data.sampler.request(0)]
+    assert item["image"].shape == (1, 8, 16, 16) and item["label"] == 1 and "target" not in item
+    outcome = Trainer(task, data, tmp_path / "run").fit()
+    assert outcome.step == 6 and set(outcome.last_metrics) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "auc",
+        "loss",
+    }
