@@ -298,21 +298,18 @@ class TinyCNN(torch.nn.Module):
         return self.body(x)
 
 
-def test_a_classification_task_needs_only_its_network_loss_and_metrics(scans, tmp_path):
-    """What cls will do: candidates as patches, classes alternated as seed 001, AUC on validation."""
+def _nodule_task(scans, tmp_path, **settings):
+    """A classification task as cls will define one: candidates as patches, seed 001's alternation."""
     from lungtk.core import ComponentSpec
     from lungtk.train.architectures import register_architecture
-    from lungtk.train.loop import Trainer
     from lungtk.train.metrics import BinaryClassificationMetric
     from lungtk.train.run import Plan, prepare_data
     from lungtk.train.task import PatchRecipe, Task
 
     register_architecture("tiny-cnn-test", TinyCNN)
     spec = ComponentSpec("nodule-test", "task", "x:y", settings={"sampler": "balanced", "patch": "16,24,24"})
-    config = resolve_config(
-        spec,
-        {**{k: v for k, v in TINY.items() if k != "width"}, "patch": "8,16,16", "steps": 6, "val_every": 3},
-    )
+    given = {k: v for k, v in TINY.items() if k != "width"}
+    config = resolve_config(spec, {**given, "patch": "8,16,16", "steps": 6, "val_every": 3, **settings})
     task = Task(
         "nodule-test",
         "tiny-cnn-test",
@@ -323,17 +320,61 @@ def test_a_classification_task_needs_only_its_network_loss_and_metrics(scans, tm
         monitor="auc",
         config=config,
     )
-    data, _ = prepare_data(Plan(spec, config, scans, tmp_path / "run", "cpu"), "label")
+    data, _ = prepare_data(Plan(spec, config, scans, tmp_path, "cpu"), "label")
+    return task, data
+
+
+def test_a_classification_task_needs_only_its_network_loss_and_metrics(scans, tmp_path):
+    from lungtk.train.loop import Trainer
+
+    task, data = _nodule_task(scans, tmp_path)
     labels = [data.sampler.request(k).label for k in range(6)]
     assert labels == [1, 0, 1, 0, 1, 0]
     item = data.train[data.sampler.request(0)]
     assert item["image"].shape == (1, 8, 16, 16) and item["label"] == 1 and "target" not in item
     outcome = Trainer(task, data, tmp_path / "run").fit()
-    assert outcome.step == 6 and set(outcome.last_metrics) == {
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "auc",
-        "loss",
-    }
+    assert outcome.step == 6
+    assert set(outcome.last_metrics) == {"accuracy", "precision", "recall", "f1", "auc", "loss"}
+
+
+def test_accumulated_micro_batches_make_the_same_step_as_one_batch(scans, tmp_path):
+    """Two micro-batches of 1 sum to the gradient of one batch of 2 drawn from the same samples."""
+    from lungtk.train.loop import Trainer
+
+    weights = []
+    for batch, accumulate in ((2, 1), (1, 2)):
+        task, data = _nodule_task(
+            scans, tmp_path / f"{batch}", batch_size=batch, accumulate=accumulate, val_every=100
+        )
+        trainer = Trainer(task, data, tmp_path / f"{batch}")
+        trainer.fit()
+        weights.append(trainer.model.state_dict())
+    for key, value in weights[0].items():
+        assert torch.allclose(value, weights[1][key], atol=1e-5), key
+
+
+def test_lndb_layout_uses_every_readers_mask(tmp_path):
+    from lungtk.ct_io import write_image
+
+    rng = np.random.default_rng(5)
+    rows = ["LNDbID,RadID,FindingID,x,y,z,Nodule,Volume,Text"]
+    for case in (1, 2, 3):
+        hu, labels, geometry, nodules = make_scan(rng)
+        write_image(tmp_path / "data0" / f"LNDb-{case:04d}.mhd", hu, geometry)
+        for reader in (1, 2):  # reader 2 marked the first nodule only
+            marked = labels if reader == 1 else (labels == 1).astype(np.uint8)
+            write_image(tmp_path / "masks" / f"LNDb-{case:04d}_rad{reader}.mhd", marked, geometry)
+        for k, (xyz, diameter) in enumerate(nodules, start=1):
+            volume = np.pi / 6 * diameter**3
+            for reader in (1, 2) if k == 1 else (1,):
+                rows.append(f"{case},{reader},{k},{xyz[0]:.3f},{xyz[1]:.3f},{xyz[2]:.3f},1,{volume:.1f},5")
+    (tmp_path / "trainNodules.csv").write_text("\n".join(rows) + "\n")
+    the_plan = plan("unet-tiny", tmp_path, tmp_path / "run", {**TINY, "steps": 2, "val_fraction": 0.34})
+    from lungtk.train.run import prepare_data
+
+    data, index = prepare_data(the_plan, "mask")
+    assert index.name == "lndb" and len(data.splits["val"]) == 1
+    record = data.train.records[0]
+    assert len(record.masks) == 2 and len(record.positives) == 2  # readers' marks merged into two nodules
+    for centre in record.positives:  # the second nodule comes from reader 1's mask alone
+        assert data.train.extract(0, centre)[1][6:10, 6:10, 6:10].any()

@@ -121,9 +121,7 @@ def train(
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option(
-            "--set", help="KEY=VALUE: change one setting (repeat); see RUN/config.toml for the keys."
-        ),
+        typer.Option("--set", help="KEY=VALUE: change one setting (repeat); --show-config lists them."),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Train this many epochs.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Train this many optimizer steps.")] = None,
