@@ -197,6 +197,8 @@ def test_resume_with_another_configuration(short_run, phantoms, cache, capsys, m
     assert code == 1 and "configuration differs" in err and "lr: 0.01 -> 0.5" in err
     code, _, err = cli(capsys, monkeypatch, cache, *args)
     assert code == 1 and "already holds a run" in err and "--resume" in err
+    code, _, err = cli(capsys, monkeypatch, cache, *args, "--resume", "--nproc", "2")
+    assert code == 1 and "trained by 1 process(es), not 2; resume it with --nproc 1" in err
 
 
 def test_unknown_task_and_setting(phantoms, cache, tmp_path, capsys, monkeypatch) -> None:

@@ -225,10 +225,14 @@ def _train(
         print(to_toml(resolve_config(find_task(task), given), {"task": task}), end="")
         return
     assert data is not None and out is not None
-    the_plan = plan(task, data, out, given, device=device, resume=resume, layout=layout)
+    from lungtk.train.distributed import torchrun_world
+
+    if nproc < 1:
+        raise LungtkError(f"--nproc {nproc}: use 1 or more")
+    processes = torchrun_world() if torchrun_world() > 1 else nproc
+    the_plan = plan(task, data, out, given, device=device, resume=resume, layout=layout, processes=processes)
     if amp and not the_plan.device.startswith("cuda"):
         note("--amp: mixed precision runs on CUDA only; this CPU run is in float32")
-    from lungtk.train.distributed import torchrun_world
 
     if nproc > 1 and torchrun_world() == 1:
         _launch(
@@ -248,8 +252,6 @@ def _train(
             layout,
         )
         return
-    if nproc < 1:
-        raise LungtkError(f"--nproc {nproc}: use 1 or more")
     _run(the_plan)
 
 

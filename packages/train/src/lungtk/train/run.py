@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,8 +107,10 @@ def plan(
     device: str = "auto",
     resume: bool = False,
     layout: str = "auto",
+    processes: int = 1,
 ) -> Plan:
-    """Resolve the configuration and check the run folder (a clear error for each mistake)."""
+    """Resolve the configuration and check the run folder (a clear error for each mistake);
+    ``processes``: how many will train (a run resumes with as many as it started with)."""
     from lungtk.train.checkpoint import load_checkpoint
     from lungtk.train.task import find_task
 
@@ -126,6 +128,11 @@ def plan(
             raise LungtkError(f"{last}: not the last checkpoint of a run")
         if state["task"] != task:
             raise LungtkError(f"--resume: {out} is a run of task '{state['task']}', not '{task}'")
+        if int(state["world_size"]) != processes:
+            raise LungtkError(
+                f"--resume: {out} was trained by {state['world_size']} process(es), not {processes}; "
+                f"resume it with --nproc {state['world_size']}"
+            )
         config = resolve_config(spec, {**state["config"], **given})
         changed = differences(state["config"], config)
         if changed:
@@ -328,20 +335,3 @@ def task_target(the_plan: Plan) -> str:
     task = create_task(the_plan.spec, the_plan.config)
     check_init(the_plan.config, task.architecture)
     return task.recipe.target
-
-
-def argv_without(argv: Sequence[str], option: str, takes_value: bool = True) -> list[str]:
-    """``argv`` without ``option`` (and its value): how a worker's command line is made from the user's."""
-    out: list[str] = []
-    skip = False
-    for item in argv:
-        if skip:
-            skip = False
-            continue
-        if item == option:
-            skip = takes_value
-            continue
-        if item.startswith(option + "="):
-            continue
-        out.append(item)
-    return out
