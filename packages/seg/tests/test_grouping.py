@@ -13,7 +13,11 @@ def _ball(shape, centre, radius):
 def test_components_become_candidates_in_patient_mm():
     shape = (30, 40, 40)
     geometry = Geometry((-10.0, 5.0, 100.0), (0.5, 0.5, 2.0))
-    big, small, speck = _ball(shape, (10, 12, 12), 4), _ball(shape, (20, 28, 28), 2), _ball(shape, (5, 35, 5), 0)
+    big, small, speck = (
+        _ball(shape, (10, 12, 12), 4),
+        _ball(shape, (20, 28, 28), 2),
+        _ball(shape, (5, 35, 5), 0),
+    )
     probability = np.where(big, 0.9, 0.0) + np.where(small, 0.7, 0.0) + np.where(speck, 0.99, 0.0)
     hu = np.full(shape, -800.0)
     hu[big] = 50.0

@@ -3,7 +3,8 @@ import pytest
 
 from lungtk.core import Geometry
 from lungtk.ct_io import write_image
-from lungtk.train.data.patches import PatchDataset, PatchGeometry, parse_window
+from lungtk.ct_io.preprocess import get_window as parse_window
+from lungtk.train.data.patches import PatchDataset, PatchGeometry
 from lungtk.train.data.sources import ScanRecord
 
 

@@ -50,6 +50,16 @@ STORED_HU = (-1024, 3071)  # integers: what int16 scans hold (and crop-cache key
 PAD_HU = STORED_HU[0]
 
 
+def texture_of_rating(rating: float) -> str:
+    """The texture class of a mean 1-5 LIDC / LNDb texture rating, binned as the LNDb challenge does:
+    below 7/3 ground-glass, 7/3 to 11/3 part-solid, above 11/3 solid."""
+    if not 1.0 <= rating <= 5.0:
+        raise ValueError(f"a texture rating lies in 1..5, got {rating}")
+    if rating < 7 / 3:
+        return GROUND_GLASS
+    return PART_SOLID if rating <= 11 / 3 else SOLID
+
+
 # -- rules -------------------------------------------------------------------------------------------------
 def is_reported(probability: float, threshold: float) -> bool:
     """A finding is reported (report, masks, recommendation) at ``threshold`` or above."""

@@ -53,8 +53,17 @@ PRESETS: dict[str, Window] = {
 
 
 def get_window(name_or_window: str | Window) -> Window:
+    """A :class:`Window`, a preset by name, or ``"LOW,HIGH"`` HU clipped and mapped onto [0, 1]."""
     if isinstance(name_or_window, Window):
         return name_or_window
+    if "," in name_or_window:
+        try:
+            low, high = (float(v) for v in name_or_window.split(","))
+            return Window(low, high, 0.0, 1.0)
+        except ValueError:
+            raise LungtkError(
+                f"intensity window '{name_or_window}': write LOW,HIGH in HU with LOW < HIGH, e.g. -1000,400"
+            ) from None
     try:
         return PRESETS[name_or_window]
     except KeyError:

@@ -50,14 +50,8 @@ TEXTURE_WORDS = {
 
 
 def texture_from_rating(rating: float) -> Texture:
-    """The LNDb binning of a mean 1-5 texture rating."""
-    if not 1.0 <= rating <= 5.0:
-        raise ValueError(f"a texture rating lies in 1..5, got {rating}")
-    if rating < 7 / 3:
-        return Texture.GROUND_GLASS
-    if rating <= 11 / 3:
-        return Texture.PART_SOLID
-    return Texture.SOLID
+    """The LNDb binning of a mean 1-5 texture rating (:func:`lungtk.core.labels.texture_of_rating`)."""
+    return Texture(labels.texture_of_rating(rating))
 
 
 def parse_texture(text: str | float | Texture) -> Texture:

@@ -29,6 +29,7 @@ from lungtk.phantom.scan import DEFAULT_SHAPE, PhantomScan, make_scan
 FORMATS = {"mhd": ".mhd", "nii.gz": ".nii.gz"}
 MIN_COUNTED_MM = 3.0  # LUNA16 annotates nodules >= 3 mm; smaller ones go to annotations_excluded.csv
 SCANS_DIR, MASKS_DIR = "subset0", "masks"
+WITH_RATINGS = "annotations_with_malignancy.csv"  # as LUNA16's community file, plus a texture rating
 NODULE_COLUMNS = (
     LUNA16_ID,
     "finding",
@@ -116,6 +117,7 @@ def write_phantoms(
         raise LungtkError(f"{root}: cannot create the output folder ({exc.strerror})") from None
     library = shape_library(shapes)
     annotations, excluded, candidates, nodules, categories, paths, meta = [], [], [], [], [], [], []
+    rated: list[list[object]] = []  # the counted nodules with their mean LIDC ratings
     for i in range(n):
         scan = make_scan(
             seed, i, shape=shape, spacing=spacing, oblique=oblique, library=library, n_nodules=n_nodules
@@ -128,6 +130,17 @@ def write_phantoms(
             # LUNA16 counts nodules of 3 mm and more; smaller ones are excluded findings, neither hit nor FP.
             counted = nod.diameter_mm >= MIN_COUNTED_MM
             (annotations if counted else excluded).append([uid, *nod.center_xyz, nod.diameter_mm])
+            if counted:
+                rated.append(
+                    [
+                        uid,
+                        *nod.center_xyz,
+                        nod.diameter_mm,
+                        nod.malignancy,
+                        nod.malignancy > 3,
+                        nod.texture_rating,
+                    ]
+                )
             candidates.append([uid, *nod.center_xyz, int(counted)])
             nodules.append(
                 [
@@ -162,6 +175,7 @@ def write_phantoms(
             on_scan(i, scan)
     write_text(root / "annotations.csv", _csv(ANNOTATION_COLUMNS, annotations))
     write_text(root / "annotations_excluded.csv", _csv(ANNOTATION_COLUMNS, excluded))
+    write_text(root / WITH_RATINGS, _csv([*ANNOTATION_COLUMNS, MALIGNANCY, "mal_bool", TEXTURE], rated))
     write_text(root / "candidates.csv", _csv(CANDIDATE_COLUMNS, candidates))
     write_text(root / "nodules.csv", _csv(NODULE_COLUMNS, nodules))
     write_text(root / "fleischner.csv", _csv([LUNA16_ID, "nodules", "fleischner2017", "lndb"], categories))

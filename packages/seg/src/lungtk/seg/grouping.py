@@ -39,7 +39,7 @@ def group_candidates(
     probability: NDArray[np.floating],
     hu: NDArray[np.number],
     geometry: Geometry,
-    rule: GroupingRule = GroupingRule(),  # noqa: B008 - frozen, never mutated
+    rule: GroupingRule = GroupingRule(),
     *,
     source: str = "",
 ) -> list[Candidate]:

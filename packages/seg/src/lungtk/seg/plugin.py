@@ -1,10 +1,15 @@
-"""lungtk-seg's components, registered through the ``lungtk`` entry-point group like any plugin."""
+"""lungtk-seg's components and training tasks, registered through the ``lungtk`` entry-point group like
+any plugin. Nothing heavy is imported here: factories are import paths, settings plain values."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lungtk.core import hookimpl
+
+WEIGHTS = "lungtk.seg:weights/{}.safetensors"
+CUBE_SETTINGS = {"threshold": 0.5, "tta": False}
+SLICE_SETTINGS = {"threshold": 0.5, "erosion": 1, "connectivity": 6, "max_candidates": 100}
 
 
 @hookimpl
@@ -15,4 +20,60 @@ def lungtk_register_segmenters(registry: Any) -> None:
         summary="Classical: region growing from the centre, adaptive HU threshold, radius limit (no weights).",
         cpu_only=True,
         settings={"fraction": 0.5, "min_contrast_hu": 100.0, "radius_factor": 1.6, "max_radius_mm": 25.0},
+    )
+    registry.add(
+        "resunet",
+        "lungtk.seg.learned:resunet",
+        summary="Seed 000: residual 3D U-Net (GroupNorm, ELU) with a texture head; a cube per candidate.",
+        default_weights=WEIGHTS.format("resunet"),
+        settings=CUBE_SETTINGS,
+    )
+    registry.add(
+        "unet3d-res",
+        "lungtk.seg.learned:unet3d_res",
+        summary="Seed 002: 3D U-Net with residual units (top-K BCE + Dice); a cube per candidate.",
+        default_weights=WEIGHTS.format("unet3d-res"),
+        settings=CUBE_SETTINGS,
+    )
+    registry.add(
+        "dilated-unet",
+        "lungtk.seg.learned:dilated_unet",
+        summary="Seed 004: dilated 3D U-Net (15 convolutions); a cube per candidate. Needs --weights.",
+        settings=CUBE_SETTINGS,
+    )
+
+
+@hookimpl
+def lungtk_register_detectors(registry: Any) -> None:
+    registry.add(
+        "unet25d",
+        "lungtk.seg.slice_detector:unet25d",
+        summary="Seed 001: 2.5D U-Net over every slice, grouped into candidates (threshold, erosion, "
+        "components, HU-weighted centres).",
+        default_weights=WEIGHTS.format("unet25d"),
+        settings=SLICE_SETTINGS,
+    )
+
+
+@hookimpl
+def lungtk_register_tasks(registry: Any) -> None:
+    from lungtk.seg.tasks import DILATED_UNET, RESUNET, UNET3D_RES, UNET25D
+
+    registry.add(
+        "resunet", "lungtk.seg.tasks:resunet", summary="Seed 000 segmentation + texture.", settings=RESUNET
+    )
+    registry.add(
+        "unet25d", "lungtk.seg.tasks:unet25d", summary="Seed 001 2.5D candidate finder.", settings=UNET25D
+    )
+    registry.add(
+        "unet3d-res",
+        "lungtk.seg.tasks:unet3d_res",
+        summary="Seed 002 residual-unit 3D U-Net.",
+        settings=UNET3D_RES,
+    )
+    registry.add(
+        "dilated-unet",
+        "lungtk.seg.tasks:dilated_unet",
+        summary="Seed 004 dilated 3D U-Net.",
+        settings=DILATED_UNET,
     )

@@ -58,6 +58,7 @@ ENGINE_DEFAULTS: dict[str, SettingValue] = {
     "isample_every": 750,
     "isample_cells": 4,
     "targets": "auto",
+    "positive_label": "",
     "grow_threshold_hu": -700.0,
     "val_fraction": 0.2,
     "fold": -1,
@@ -108,6 +109,8 @@ ENGINE_HELP: dict[str, str] = {
     "isample_cells": "isample: error-map cells per patch along each axis",
     "targets": "segmentation targets: auto (the data set's masks, else region growing), masks or grow",
     "grow_threshold_hu": "region-grown targets: voxels above this HU (seed 001: -700)",
+    "positive_label": "segmentation patches also carry the class of the nodule they hold (texture or "
+    "malignancy, from the data set's ratings; -1 when none), for joint heads such as seed 000's",
     "val_fraction": "the fraction of patients held out for validation when fold is -1",
     "fold": "-1: a random patient split by val_fraction; k: validate on fold k of folds",
     "folds": "the number of folds (the data set's official folds where it publishes them)",

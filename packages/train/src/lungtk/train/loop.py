@@ -400,6 +400,8 @@ class Trainer:
     def _validation(self, patience: int) -> bool:
         metrics = self.validate()
         self.last_metrics = metrics
+        if self.task.on_validation is not None:
+            self.task.on_validation(metrics)
         value = metrics.get(self.monitor, float("nan"))
         if self.monitor not in metrics:
             raise LungtkError(

@@ -67,6 +67,9 @@ class Task:
     maximize: bool = True
     config: Mapping[str, Any] = field(default_factory=dict)
     forward: Callable[[Any, Mapping[str, Any]], Any] = default_forward
+    on_validation: Callable[[Mapping[str, float]], None] | None = None
+    """Called with each validation's metrics (e.g. seed 000 switches its CE term on at an IoU); state it
+    changes belongs in the loss module, whose state checkpoints keep."""
 
     def build_model(self) -> Any:
         from lungtk.train.architectures import build_architecture
@@ -75,9 +78,9 @@ class Task:
 
     def preprocessing(self) -> dict[str, Any]:
         """What a model file records so that inference prepares scans as training did."""
-        from lungtk.train.data.patches import parse_window
+        from lungtk.ct_io.preprocess import get_window
 
-        window = parse_window(self.recipe.window)
+        window = get_window(self.recipe.window)
         return {
             "spacing": list(self.recipe.spacing_xyz) if self.recipe.spacing_xyz else "native",
             "patch": list(self.recipe.size),

@@ -26,6 +26,7 @@ from lungtk.core.labels import (
     LUNA16_ID,
     LUNA16_XYZ,
     MALIGNANCY,
+    TEXTURE,
 )
 from lungtk.core.tables import number, optional_number, read_columns, read_rows
 from lungtk.ct_io.datasets.records import Annotation, Candidates, DatasetIndex, ScanEntry
@@ -69,7 +70,8 @@ def read_annotations(path: str | os.PathLike[str]) -> list[Annotation]:
 
     A diameter of -1 (annotations_excluded.csv uses it for findings without one) becomes 0. In the
     malignancy file the mean of ``mal_details`` (the readers' 1-5 ratings) is ``malignancy`` and
-    ``mal_bool`` is ``malignant``.
+    ``mal_bool`` is ``malignant``. Optional ``malignancy`` and ``texture`` columns hold mean 1-5 ratings
+    (lungtk phantoms write them into annotations_with_malignancy.csv).
     """
     path = Path(path)
     rows = read_rows(path, ANNOTATION_COLUMNS)
@@ -84,6 +86,7 @@ def read_annotations(path: str | os.PathLike[str]) -> list[Annotation]:
                 diameter_mm=diameter,  # type: ignore[arg-type]
                 malignancy=_malignancy(row, path, line),
                 malignant=_flag(row.get("mal_bool", "")),
+                texture=_rating(row, TEXTURE, path, line),
                 finding=str(line),
             )
         )
@@ -101,6 +104,14 @@ def _malignancy(row: dict[str, str], path: Path, line: int) -> float | None:
             ) from None
         return float(np.mean(ratings)) if ratings else None
     return optional_number(row, MALIGNANCY, path, line)
+
+
+def _rating(row: dict[str, str], column: str, path: Path, line: int) -> float | None:
+    """An optional mean 1-5 reader rating (LIDC's scale), as lungtk phantoms write it."""
+    value = optional_number(row, column, path, line)
+    if value is not None and not 1.0 <= value <= 5.0:
+        raise LungtkError(f"{path}: line {line + 1}, column '{column}': {value:g} is not a 1-5 rating")
+    return value
 
 
 def _flag(text: str) -> bool | None:

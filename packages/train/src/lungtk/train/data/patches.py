@@ -21,18 +21,10 @@ from scipy import ndimage
 from lungtk.ct_io.augment import Augmentation, preset
 from lungtk.ct_io.cache import VolumeCache
 from lungtk.ct_io.crops import crop_array
-from lungtk.ct_io.preprocess import Window, get_window
+from lungtk.ct_io.preprocess import get_window
 from lungtk.train.data.samplers import PatchRequest
 from lungtk.train.data.sources import ScanRecord
 from lungtk.train.data.targets import paste_pieces
-
-
-def parse_window(text: str) -> Window:
-    """A ct-io window preset by name, or ``"LOW,HIGH"`` HU mapped to [0, 1]."""
-    if "," in text:
-        low, high = (float(v) for v in text.split(","))
-        return Window(low, high, 0.0, 1.0)
-    return get_window(text)
 
 
 @dataclass(frozen=True)
@@ -104,11 +96,12 @@ class PatchDataset(torch.utils.data.Dataset):
         self.records = list(records)
         self.geometry = geometry
         self.window_name = window
-        self.window = parse_window(window)
+        self.window = get_window(window)
         self.augmentation: Augmentation | None = (
             None if augmentation in ("", "none") else preset(augmentation)
         )
         self.target = target
+        self.with_labels = target == "mask" and any(r.positive_labels.size for r in self.records)
         self.cache_root = cache_root
         self._cache: VolumeCache | None = None
 
@@ -144,6 +137,20 @@ class PatchDataset(torch.utils.data.Dataset):
             mask |= paste_pieces(record.pieces, start, size.tolist())
         return image, resample_patch(mask, self.geometry, scale, offset, 0)
 
+    def label_at(self, scan: int, centre: Sequence[float]) -> int:
+        """The class of the nodule whose centre lies in the patch (the one nearest the patch's centre),
+        -1 when the patch holds none."""
+        record = self.records[scan]
+        if not record.positive_labels.size:
+            return -1
+        half = self.geometry.extent(record.spacing_irc) / 2
+        offset = np.abs(record.positives - np.asarray(centre, dtype=float))
+        inside = np.all(offset <= half, axis=1)
+        if not inside.any():
+            return -1
+        nearest = np.argmin(np.where(inside, np.linalg.norm(offset, axis=1), np.inf))
+        return int(record.positive_labels[nearest])
+
     def __getitem__(self, request: PatchRequest) -> dict[str, Any]:
         image, mask = self.extract(request.scan, request.centre)
         if self.augmentation is not None and request.augment:
@@ -154,6 +161,8 @@ class PatchDataset(torch.utils.data.Dataset):
         }
         if mask is not None:
             item["target"] = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+            if self.with_labels:
+                item["label"] = torch.tensor(self.label_at(request.scan, request.centre), dtype=torch.int64)
         else:
             item["label"] = torch.tensor(request.label, dtype=torch.int64)
         return item

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from lungtk.core import LungtkError
+from lungtk.core.labels import MALIGNANCY, TEXTURE, TEXTURES, texture_of_rating
+from lungtk.ct_io import SCAN_SUFFIXES
 from lungtk.ct_io.cache import VolumeCache
-from lungtk.ct_io.datasets import DatasetIndex, patient_folds, split_scans
-from lungtk.ct_io.points import SCAN_SUFFIXES
+from lungtk.ct_io.datasets import Annotation, DatasetIndex, patient_folds, split_scans
 from lungtk.train.data.targets import Piece, grow_piece
 
 MASKS_DIR = "masks"
@@ -38,6 +39,8 @@ class ScanRecord:
     positives: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     """Nodule centres (continuous index, row, col)."""
     diameters: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    positive_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Per nodule, its class for ``positive_label`` (-1: unknown); empty when not asked for."""
     candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     candidate_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
@@ -86,6 +89,21 @@ def make_splits(index: DatasetIndex, config: Mapping[str, Any]) -> dict[str, lis
     return {"train": sorted(s.uid for s in on_disk if s.uid not in set(val)), "val": val}
 
 
+POSITIVE_LABELS = (TEXTURE, MALIGNANCY)
+
+
+def annotation_label(annotation: Annotation, kind: str) -> int:
+    """The class index of an annotation for ``kind`` (texture: lungtk.core.labels.TEXTURES; malignancy:
+    benign 0 / malignant 1, malignant meaning a mean rating above 3 as seed 001), -1 if unrated."""
+    if kind == TEXTURE:
+        return -1 if annotation.texture is None else TEXTURES.index(texture_of_rating(annotation.texture))
+    if kind == MALIGNANCY:
+        if annotation.malignant is not None:
+            return int(annotation.malignant)
+        return -1 if annotation.malignancy is None else int(annotation.malignancy > 3)
+    raise LungtkError(f"setting positive_label={kind!r}: use {' or '.join(POSITIVE_LABELS)} (or empty)")
+
+
 def build_records(
     index: DatasetIndex,
     uids: list[str],
@@ -122,6 +140,10 @@ def build_records(
             positives=centres,
             diameters=np.array([a.diameter_mm for a in anns], dtype=float),
         )
+        if config.get("positive_label"):
+            record.positive_labels = np.array(
+                [annotation_label(a, str(config["positive_label"])) for a in anns], dtype=np.int64
+            )
         if target == "mask":
             masks = nodule_masks(index, uid) if mode in ("auto", "masks") else ()
             if masks:

@@ -1,0 +1,157 @@
+"""Learned segmenters as pipeline components: a cube around each candidate at the model's spacing, the
+network's probability, and the mask back on the scan's grid in patient geometry.
+
+Per candidate: the model's input cube (``patch`` voxels at ``spacing`` mm, axes along the scan's, centred
+on the candidate) is sampled from the scan, windowed as in training, and segmented (with flip test-time
+augmentation if ``tta``); the probability is sampled back onto the scan voxels the cube covers, and the
+connected component at the centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the
+texture probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from lungtk.core import Candidate, LungtkError, NoduleMask, RunOptions, Volume
+from lungtk.core.labels import AIR_HU, TEXTURES
+from lungtk.ct_io.preprocess import normalize
+from lungtk.ct_io.regrid import covering_box, cube_geometry, resample_onto
+from lungtk.nn_blocks.inference import tta_predict
+from lungtk.train.modelfile import load_model
+
+SETTINGS: dict[str, Any] = {"threshold": 0.5, "tta": False}
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _three(value: Any, what: str, path: Any) -> tuple[float, float, float]:
+    values = [value] * 3 if isinstance(value, int | float) else list(value or [])
+    if len(values) != 3 or not all(isinstance(v, int | float) and v > 0 for v in values):
+        raise LungtkError(
+            f"{path}: its preprocessing gives no valid {what} ({value!r}); retrain or re-export it"
+        )
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+@dataclass
+class CubeSegmenter:
+    """A network that segments a cube around each candidate (``Segmenter`` protocol)."""
+
+    model: torch.nn.Module
+    spacing_xyz: tuple[float, float, float] | None  # None: each scan's own ("native")
+    patch_irc: tuple[int, int, int]
+    window: str
+    device: str = "cpu"
+    precision: str = "fp32"
+    threshold: float = 0.5
+    tta: bool = False
+
+    @classmethod
+    def load(cls, options: RunOptions, architecture: str) -> CubeSegmenter:
+        if options.weights is None:
+            raise LungtkError(
+                f"segmenter '{architecture}' needs a model file: pass --weights {architecture}=FILE"
+            )
+        threshold = float(options.settings.get("threshold", 0.5))
+        if not 0.0 < threshold < 1.0:
+            raise LungtkError(
+                f"setting {architecture}.threshold={threshold}: use a probability between 0 and 1"
+            )
+        loaded = load_model(
+            options.weights, architecture, device=options.device, who=f"segmenter '{architecture}'"
+        )
+        pre = loaded.preprocessing
+        native = pre.get("spacing") == "native"
+        spacing = None if native else _three(pre.get("spacing"), "spacing", options.weights)
+        patch = tuple(int(p) for p in _three(pre.get("patch"), "patch size", options.weights))
+        return cls(
+            loaded.model,
+            spacing,
+            patch,  # type: ignore[arg-type]
+            str(pre.get("window", "unit")),
+            options.device,
+            options.precision,
+            threshold,
+            bool(options.settings.get("tta", False)),
+        )
+
+    # -- inference ---------------------------------------------------------------------------------------
+    def _logits(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        dtype = _AUTOCAST.get(self.precision) if self.device.startswith("cuda") else None
+        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            out = self.model(batch.to(self.device, non_blocking=True))
+        seg, texture = out if isinstance(out, tuple) else (out, None)
+        return seg.float().cpu(), None if texture is None else texture.float().cpu()
+
+    def segment(self, ct: Volume, candidates: Sequence[Candidate]) -> list[NoduleMask]:
+        if not candidates:
+            return []
+        scan = ct.geometry
+        array = np.asarray(ct.array)
+        spacing = scan.spacing if self.spacing_xyz is None else self.spacing_xyz
+        cubes = [cube_geometry(c.center_xyz, self.patch_irc, spacing, scan) for c in candidates]
+        inputs = np.stack(
+            [
+                normalize(resample_onto(array, scan, cube, self.patch_irc, order=1, fill=AIR_HU), self.window)
+                for cube in cubes
+            ]
+        )
+        batch = torch.from_numpy(inputs[:, None])
+        seg, texture = self._logits(batch)
+        if self.tta:  # all 8 flips of each cube, flipped back and averaged
+            probs = np.stack(
+                [
+                    tta_predict(lambda x: self._logits(x[None])[0][0], cube).probability[0].numpy()
+                    for cube in batch
+                ]
+            )
+        else:
+            probs = torch.sigmoid(seg)[:, 0].numpy()
+        texture_p = None if texture is None else torch.softmax(texture, dim=1).numpy()
+        masks = []
+        for i, (candidate, cube) in enumerate(zip(candidates, cubes, strict=True)):
+            start, size = covering_box(scan, array.shape, cube, self.patch_irc)
+            geometry = scan.shifted(start)
+            if np.any(size < 1):
+                masks.append(NoduleMask(np.zeros((1, 1, 1), bool), geometry))
+                continue
+            on_scan = resample_onto(probs[i], cube, geometry, size, order=1, fill=0.0)
+            mask = _component_at(
+                on_scan >= self.threshold, geometry.xyz2irc(candidate.center_xyz, continuous=True)
+            )
+            textures = (
+                None if texture_p is None else dict(zip(TEXTURES, map(float, texture_p[i]), strict=True))
+            )
+            masks.append(NoduleMask(mask, geometry, texture=textures))
+        return masks
+
+
+def _component_at(mask: NDArray[np.bool_], center_irc: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """The connected component holding the centre voxel, else the one nearest to it (empty if none)."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    centre = np.clip(np.round(center_irc).astype(int), 0, np.array(mask.shape) - 1)
+    keep = labels[tuple(centre)]
+    if keep == 0:
+        _, (index, row, col) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+        keep = labels[index[tuple(centre)], row[tuple(centre)], col[tuple(centre)]]
+    return labels == keep
+
+
+def resunet(options: RunOptions) -> CubeSegmenter:
+    return CubeSegmenter.load(options, "resunet")
+
+
+def unet3d_res(options: RunOptions) -> CubeSegmenter:
+    return CubeSegmenter.load(options, "unet3d-res")
+
+
+def dilated_unet(options: RunOptions) -> CubeSegmenter:
+    return CubeSegmenter.load(options, "dilated-unet")
