@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lungtk.cli.console import stdout
+from lungtk.cli.console import note, stdout
 
 app = typer.Typer(help="Model files (.safetensors with lungtk metadata).", no_args_is_help=True)
 
@@ -63,3 +63,22 @@ def info(
     for key, value in rows:
         table.add_row(key, str(value))
     stdout.print(table)
+
+
+@app.command("export")
+def export(
+    file: Annotated[Path, typer.Argument(help="A model file written by `lungtk train`.")],
+    out: Annotated[Path, typer.Argument(help="Where to write the copy.")],
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype", help="float16 (half the size, as lungtk ships weights), bfloat16 or float32."
+        ),
+    ] = "float16",
+) -> None:
+    """Copy a model file with its weights in another precision (same metadata); prints the new file."""
+    from lungtk.train.modelfile import convert_model
+
+    written = convert_model(file, out, dtype)
+    note(f"wrote {written} ({written.stat().st_size / 2**20:.2f} MiB, {dtype})")
+    stdout.print(str(written), highlight=False)

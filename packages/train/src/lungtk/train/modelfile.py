@@ -295,3 +295,21 @@ def init_from(
         raise LungtkError(f"setting init={path}: none of its tensors fits this network")
     model.load_state_dict(matched, strict=False)
     return len(matched), len(state)
+
+
+def convert_model(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], dtype: str = "float16"
+) -> Path:
+    """A copy of a model file with its floating-point tensors as ``dtype`` and the same metadata (shipped
+    weights are float16: half the size; :func:`load_model` gives float32 back)."""
+    from safetensors.torch import save_file
+
+    header = read_header(source)
+    tensors = state_tensors(read_tensors(header), dtype)
+    with open(header.path, "rb") as fh:  # the metadata as stored (strings), not as parsed
+        length = struct.unpack("<Q", fh.read(8))[0]
+        metadata = dict(json.loads(fh.read(length).decode("utf-8")).get("__metadata__") or {})
+    metadata["dtype"] = dtype
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(target)

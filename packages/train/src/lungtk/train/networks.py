@@ -28,3 +28,7 @@ def unet(
     kwargs.setdefault("block_kwargs", {"norm": "instance", "act": "leakyrelu"})
     model = UNet(in_channels, out_channels, list(widths), spatial_dims, **kwargs)
     return he_init_(model, nonlinearity="leaky_relu")
+
+
+unet.TINY = {"args": {"widths": (4, 8)}, "input": (1, 16, 16, 16)}  # type: ignore[attr-defined]
+"""A configuration and one sample's input shape for smoke tests (every architecture declares one)."""

@@ -9,6 +9,7 @@ initialises its last layer; a sigmoid of it equals the paper's 2-channel softmax
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ DECODER_DILATIONS = (1, 2, 2)  # top level first: the last decoder level uses di
 
 
 class DilatedUNet(nn.Module):
+    TINY: ClassVar[dict[str, Any]] = {"args": {"widths": (4, 4, 8, 8)}, "input": (1, 16, 16, 16)}
+    """A configuration and one sample's input shape for smoke tests."""
+
     def __init__(self, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64, 128)) -> None:
         super().__init__()
         self.unet = UNet(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -22,6 +23,9 @@ from lungtk.nn_blocks.unet import UNet
 class ResUNet(nn.Module):
     """``forward(x)`` -> segmentation logits (B, 1, *spatial), and texture logits (B, 3) when the head is
     on (``texture_classes > 0``) as ``(seg, texture)``."""
+
+    TINY: ClassVar[dict[str, Any]] = {"args": {"width": 4, "levels": 3}, "input": (1, 16, 16, 16)}
+    """A configuration and one sample's input shape for smoke tests."""
 
     def __init__(
         self,

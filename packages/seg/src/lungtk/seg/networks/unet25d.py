@@ -7,6 +7,8 @@ down, transposed convolution up, one output channel (logits; the paper's wrapper
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
@@ -16,6 +18,9 @@ from lungtk.nn_blocks.unet import UNet
 
 class UNet25D(nn.Module):
     """(B, slices, H, W) -> (B, 1, H, W) logits for the centre slice."""
+
+    TINY: ClassVar[dict[str, Any]] = {"args": {"slices": 7, "width": 4, "depth": 3}, "input": (7, 16, 16)}
+    """A configuration and one sample's input shape for smoke tests."""
 
     def __init__(self, slices: int = 7, width: int = 16, depth: int = 3) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ residual units in the decoder; channels (16, 32, 64, 128, 256) by default.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -16,6 +17,9 @@ from lungtk.nn_blocks.unet import UNet
 
 
 class UNet3DRes(nn.Module):
+    TINY: ClassVar[dict[str, Any]] = {"args": {"channels": (4, 8, 16)}, "input": (1, 16, 16, 16)}
+    """A configuration and one sample's input shape for smoke tests."""
+
     def __init__(
         self,
         in_channels: int = 1,

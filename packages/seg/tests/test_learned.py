@@ -1,0 +1,99 @@
+"""The learned components' geometry, with oracle networks (a fixed HU threshold) in place of trained
+ones: what comes back must be the true ball in the scan's own grid, whatever the model's spacing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lungtk.core import Candidate, Geometry
+from lungtk.core.labels import TEXTURES
+from lungtk.ct_io import CTVolume
+from lungtk.seg.grouping import GroupingRule
+from lungtk.seg.learned import CubeSegmenter
+from lungtk.seg.slice_detector import SliceDetector, slab_indices
+
+SPACING = np.array([0.7, 0.7, 1.5])  # x, y, z
+
+
+def _scan(centres_mm, radius_mm=5.0, shape=(40, 96, 96)):
+    geometry = Geometry((-30.0, 20.0, -100.0), SPACING)
+    irc = np.indices(shape).reshape(3, -1).T
+    xyz = geometry.irc2xyz(irc)
+    inside = np.zeros(len(irc), bool)
+    for c in centres_mm:
+        inside |= np.linalg.norm(xyz - np.asarray(c), axis=1) <= radius_mm
+    truth = inside.reshape(shape)
+    return CTVolume(np.where(truth, 40, -850).astype(np.int16), geometry, "s"), truth
+
+
+class Threshold(torch.nn.Module):
+    """Logits of ``window(HU) > level``; with ``texture`` also constant texture logits."""
+
+    def __init__(self, level: float, texture: bool = False, channel: int | None = None) -> None:
+        super().__init__()
+        self.level, self.texture, self.channel = level, texture, channel
+        self.divisor = 1
+
+    def forward(self, x):
+        x = x if self.channel is None else x[:, self.channel : self.channel + 1]
+        logits = 40.0 * (x - self.level)
+        if self.texture:
+            return logits, torch.tensor([[0.0, 1.0, 3.0]]).expand(len(x), 3)
+        return logits
+
+
+def _dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_cube_segmenter_returns_the_ball_in_the_scans_grid(tta):
+    centre = (-30 + 48 * 0.7, 20 + 48 * 0.7, -100 + 20 * 1.5)
+    ct, truth = _scan([centre])
+    # window -1000..400 -> [0, 1]: lung 0.107, nodule 0.743; the oracle cuts at 0.45 (about -370 HU)
+    segmenter = CubeSegmenter(
+        Threshold(0.45, texture=True), (0.8, 0.8, 0.8), (32, 32, 32), "-1000,400", tta=tta
+    )
+    (mask,) = segmenter.segment(ct, [Candidate(centre, 10.0, 1.0)])
+    assert mask.geometry.spacing.tolist() == SPACING.tolist()  # the scan's grid, not the model's
+    full = np.zeros(ct.shape, bool)
+    start = mask.start_in(ct.geometry)
+    full[tuple(slice(s, s + n) for s, n in zip(start, mask.mask.shape, strict=True))] = mask.mask
+    assert _dice(full, truth) > 0.9
+    assert abs(mask.volume_mm3 - truth.sum() * ct.geometry.voxel_volume) / (truth.sum() * 0.735) < 0.1
+    assert list(mask.texture) == list(TEXTURES)
+    np.testing.assert_allclose(list(mask.texture.values()), torch.softmax(torch.tensor([0.0, 1, 3]), 0))
+
+
+def test_cube_segmenter_keeps_the_component_at_the_centre():
+    a, b = (-30 + 30 * 0.7, 20 + 48 * 0.7, -70.0), (-30 + 46 * 0.7, 20 + 48 * 0.7, -70.0)  # 11.2 mm apart
+    ct, _ = _scan([a, b], radius_mm=4.0)
+    segmenter = CubeSegmenter(Threshold(0.45), (0.8, 0.8, 0.8), (32, 32, 32), "-1000,400")
+    (mask,) = segmenter.segment(ct, [Candidate(a, 8.0, 1.0)])
+    centroid = np.array(mask.centroid_xyz)
+    assert np.linalg.norm(centroid - np.array(a)) < 1.0  # the other ball, also in the cube, is dropped
+
+
+def test_slabs_are_clamped_at_the_ends():
+    assert slab_indices(np.array([0, 5]), 7, 6).tolist() == [[0, 0, 0, 0, 1, 2, 3], [2, 3, 4, 5, 5, 5, 5]]
+
+
+def test_slice_detector_finds_each_ball_at_its_centre():
+    centres = [
+        (-30 + 30 * 0.7, 20 + 30 * 0.7, -100 + 12 * 1.5),
+        (-30 + 70 * 0.7, 20 + 60 * 0.7, -100 + 28 * 1.5),
+    ]
+    ct, truth = _scan(centres, radius_mm=4.0)
+    # window "luna" clips to [-1000, 1000] HU (no rescale): cut the centre slice at -400 HU
+    detector = SliceDetector(
+        Threshold(-400.0, channel=3), (0.8, 0.8, 1.5), 7, "luna", GroupingRule(erosion=1)
+    )
+    found = detector.detect(ct)
+    assert len(found) == 2
+    for c in centres:
+        nearest = min(found, key=lambda f: np.linalg.norm(np.subtract(f.center_xyz, c)))
+        assert np.linalg.norm(np.subtract(nearest.center_xyz, c)) < 1.0
+        assert nearest.diameter_mm == pytest.approx(8.0, abs=1.2)
+        assert nearest.probability == pytest.approx(1.0)

@@ -1,0 +1,71 @@
+"""Each seed segmentation task builds from its registered settings (with tiny overrides) and its network,
+loss and metric fit a batch as the training loop feeds them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lungtk.core import LungtkError
+from lungtk.train.config import resolve_config
+from lungtk.train.task import create_task, find_task
+
+TINY = {
+    "resunet": {"width": "4", "levels": "3", "patch": "16"},
+    "unet25d": {"width": "4", "patch": "7,16,16"},
+    "unet3d-res": {"channels": "4,8,16", "patch": "16"},
+    "dilated-unet": {"widths": "4,4,8,8", "patch": "16"},
+}
+
+
+def _task(name, **extra):
+    spec = find_task(name)
+    return create_task(spec, resolve_config(spec, {**TINY[name], **extra}))
+
+
+def _batch(task, n=2):
+    torch.manual_seed(0)
+    size = task.recipe.size
+    target = torch.zeros(n, 1, *size)
+    target[:, :, size[0] // 2 - 1 : size[0] // 2 + 2, 5:11, 5:11] = 1.0
+    return {"image": torch.randn(n, 1, *size), "target": target, "label": torch.tensor([2, -1])}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_task_forward_loss_backward_and_metric(name):
+    task = _task(name)
+    model = task.build_model()
+    batch = _batch(task)
+    output = task.forward(model, batch)
+    loss = task.loss(output, batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    metric = task.metrics()
+    metric.update(output, batch)
+    assert set(metric.compute()) >= {task.monitor}
+    assert task.preprocessing()["patch"] == list(task.recipe.size)
+
+
+def test_resunet_ce_switches_on_at_the_iou_gate_and_uses_only_rated_patches():
+    task = _task("resunet", ce_from_iou="0.45")
+    model = task.build_model().eval()
+    batch = _batch(task)
+    with torch.no_grad():
+        output = model(batch["image"])
+    before = float(task.loss(output, batch))
+    task.on_validation({"dice": 0.6})  # IoU 0.43: still off
+    assert float(task.loss(output, batch)) == before
+    task.on_validation({"dice": 0.63})  # IoU 0.46: on for good
+    after = float(task.loss(output, batch))
+    ce = torch.nn.functional.cross_entropy(output[1][:1], batch["label"][:1])  # one rated patch: weight 1
+    assert after == pytest.approx(before + 0.5 * 0.2 * float(ce), rel=1e-5)
+    assert bool(task.loss.state_dict()["ce_on"])  # a checkpoint keeps the switch
+
+
+def test_bad_task_settings_are_one_line_errors():
+    with pytest.raises(LungtkError, match="divisible by 4"):
+        _task("resunet", patch="18")
+    with pytest.raises(LungtkError, match="odd number of slices"):
+        _task("unet25d", patch="6,16,16")
+    with pytest.raises(LungtkError, match="give 4 widths"):
+        _task("dilated-unet", widths="4,8")
