@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def _scan(folder: Path, name: str = "scan-a") -> Path:
 class StubDetector:
     """One candidate at the scan's centre voxel; remembers the options it was built with."""
 
-    built: list = []
+    built: ClassVar[list] = []
 
     def __init__(self, options):
         self.options = options
@@ -51,7 +52,7 @@ class StubDetector:
 class StubSegmenter:
     """A ball of the candidate's diameter; records the centres it was asked about."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def __init__(self, options):
         self.options = options
@@ -79,9 +80,7 @@ class StubClassifier:
 
 def _registry(**extra) -> Registry:
     registry = Registry()
-    registry.add(
-        ComponentSpec("stub-det", "detector", StubDetector, settings={"diameter_mm": 8.0}, **extra)
-    )
+    registry.add(ComponentSpec("stub-det", "detector", StubDetector, settings={"diameter_mm": 8.0}, **extra))
     registry.add(ComponentSpec("stub-seg", "segmenter", StubSegmenter, cpu_only=True))
     registry.add(ComponentSpec("stub-cls", "classifier", StubClassifier, settings={"malignant": 0.25}))
     return registry

@@ -85,7 +85,7 @@ def test_slice_detector_finds_each_ball_at_its_centre():
         (-30 + 30 * 0.7, 20 + 30 * 0.7, -100 + 12 * 1.5),
         (-30 + 70 * 0.7, 20 + 60 * 0.7, -100 + 28 * 1.5),
     ]
-    ct, truth = _scan(centres, radius_mm=4.0)
+    ct, _ = _scan(centres, radius_mm=4.0)
     # window "luna" clips to [-1000, 1000] HU (no rescale): cut the centre slice at -400 HU
     detector = SliceDetector(
         Threshold(-400.0, channel=3), (0.8, 0.8, 1.5), 7, "luna", GroupingRule(erosion=1)
