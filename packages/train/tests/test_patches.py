@@ -48,3 +48,25 @@ def test_resampled_patches_share_one_mapping_for_image_and_mask(ramp):
 def test_windows():
     assert parse_window("unit")(np.array([-1024.0, 400.0])).tolist() == [-1.0, 1.0]
     assert parse_window("-1000,400")(np.array([-2000.0, -300.0, 900.0])).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_a_patch_carries_the_class_of_the_nodule_inside_it():
+    from types import SimpleNamespace
+
+    from lungtk.train.data.sources import annotation_label
+
+    record = ScanRecord(
+        uid="s",
+        image=None,  # type: ignore[arg-type]
+        shape=(40, 40, 40),
+        spacing_irc=(2.0, 1.0, 1.0),
+        positives=np.array([[10.0, 10.0, 10.0], [10.0, 10.0, 22.0]]),
+        positive_labels=np.array([2, 0]),
+    )
+    ds = PatchDataset([record], PatchGeometry((8, 16, 16), (1.0, 1.0, 1.0)))  # spans 4 x 16 x 16 native
+    assert ds.label_at(0, (10.0, 10.0, 12.0)) == 2  # both inside the patch's 16 columns: the nearest
+    assert ds.label_at(0, (10.0, 10.0, 20.0)) == 0
+    assert ds.label_at(0, (13.0, 10.0, 10.0)) == -1  # 3 slices off: outside the 4-slice extent
+    rated = SimpleNamespace(texture=1.5, malignancy=4.0, malignant=None)
+    assert annotation_label(rated, "texture") == 0 and annotation_label(rated, "malignancy") == 1
+    assert annotation_label(SimpleNamespace(texture=None, malignancy=None, malignant=None), "texture") == -1

@@ -26,7 +26,6 @@ from lungtk.ct_io.regrid import covering_box, cube_geometry, resample_onto
 from lungtk.nn_blocks.inference import tta_predict
 from lungtk.train.modelfile import load_model
 
-SETTINGS: dict[str, Any] = {"threshold": 0.5, "tta": False}
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -10,7 +10,6 @@ scan itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +21,6 @@ from lungtk.ct_io.volume import CTVolume
 from lungtk.seg.grouping import GroupingRule, group_candidates
 from lungtk.train.modelfile import load_model
 
-SETTINGS: dict[str, Any] = {"threshold": 0.5, "erosion": 1, "connectivity": 6, "max_candidates": 100}
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

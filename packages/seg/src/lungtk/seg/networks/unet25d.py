@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lungtk.nn_blocks import he_init_
+from lungtk.nn_blocks import he_init_, prior_bias_
 from lungtk.nn_blocks.unet import UNet
 
 
@@ -35,6 +35,9 @@ class UNet25D(nn.Module):
             block_kwargs={"norm": "batch", "act": "relu"},
         )
         he_init_(self.unet)
+        # [D] the output starts at the focal-loss prior (pi = 0.01), not at p = 0.5 everywhere: from there
+        # the soft Dice's gradient on background voxels is tiny and training sits at 'all nodule'.
+        prior_bias_(self.unet.head, 0.01)
 
     @property
     def divisor(self) -> int:
