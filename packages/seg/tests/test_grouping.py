@@ -52,3 +52,13 @@ def test_connectivity_option_joins_diagonal_neighbours():
 def test_bad_rules_are_clear_errors(kwargs):
     with pytest.raises(LungtkError):
         GroupingRule(**kwargs)
+
+
+def test_score_is_the_components_mean_or_peak_probability():
+    probability = np.zeros((3, 5, 5))
+    probability[1, 1:4, 1:4] = 0.6
+    probability[1, 2, 2] = 0.96
+    hu = np.zeros_like(probability)
+    (peak,) = group_candidates(probability, hu, Geometry(), GroupingRule(erosion=0, score="peak"))
+    (mean,) = group_candidates(probability, hu, Geometry(), GroupingRule(erosion=0, score="mean"))
+    assert peak.probability == pytest.approx(0.96) and mean.probability == pytest.approx((8 * 0.6 + 0.96) / 9)

@@ -131,3 +131,18 @@ def test_components_load_shipped_and_user_weights_through_this_loader(tmp_path, 
     )
     with pytest.raises(LungtkError, match="holds a 'resunet' model; segmenter 'tiny-seg' needs 'unet'"):
         spec.create(RunOptions(weights=other))
+
+
+def test_float16_copies_keep_tensors_float16_cannot_hold(tmp_path):
+    import torch
+
+    from lungtk.train.modelfile import state_tensors
+
+    state = {
+        "small": torch.tensor([1.5, -600.0]),
+        "huge": torch.tensor([2.0e5, 1.0]),
+        "count": torch.tensor(3),
+    }
+    out = state_tensors(state, "float16")
+    assert out["small"].dtype == torch.float16 and out["count"].dtype == torch.int64
+    assert out["huge"].dtype == torch.float32 and torch.equal(out["huge"], state["huge"])

@@ -25,6 +25,7 @@ class GroupingRule:
     erosion: int = 1  # iterations of a binary erosion with the face-neighbour cross (0: none)
     connectivity: int = 6
     min_voxels: int = 1
+    score: str = "peak"  # a candidate's probability: the mean or the peak of its component's voxels
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -33,6 +34,8 @@ class GroupingRule:
             raise LungtkError(f"grouping connectivity {self.connectivity}: use 6, 18 or 26")
         if self.erosion < 0 or self.min_voxels < 1:
             raise LungtkError("grouping erosion must be >= 0 and min_voxels >= 1")
+        if self.score not in ("mean", "peak"):
+            raise LungtkError(f"grouping score {self.score!r}: use mean or peak")
 
 
 def group_candidates(
@@ -58,7 +61,8 @@ def group_candidates(
     index = np.arange(1, n + 1)
     weights = np.clip(hu.astype(np.float64), -1000.0, 1000.0) + 1001.0
     centres = np.array(ndimage.center_of_mass(weights, labels, index)).reshape(-1, 3)
-    peaks = np.asarray(ndimage.maximum(probability, labels, index), dtype=np.float64).reshape(-1)
+    reduce = ndimage.mean if rule.score == "mean" else ndimage.maximum
+    peaks = np.asarray(reduce(probability, labels, index), dtype=np.float64).reshape(-1)
     core_sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     # The size is that of the thresholded region the core was eroded from (before erosion).
     regions, _ = ndimage.label(above, structure=structure)

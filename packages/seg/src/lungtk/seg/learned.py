@@ -50,6 +50,7 @@ class CubeSegmenter:
     precision: str = "fp32"
     threshold: float = 0.5
     tta: bool = False
+    opening_mm: float = 0.0
 
     @classmethod
     def load(cls, options: RunOptions, architecture: str) -> CubeSegmenter:
@@ -78,6 +79,7 @@ class CubeSegmenter:
             options.precision,
             threshold,
             bool(options.settings.get("tta", False)),
+            float(options.settings.get("opening_mm", 0.0)),
         )
 
     # -- inference ---------------------------------------------------------------------------------------
@@ -121,14 +123,24 @@ class CubeSegmenter:
                 masks.append(NoduleMask(np.zeros((1, 1, 1), bool), geometry))
                 continue
             on_scan = resample_onto(probs[i], cube, geometry, size, order=1, fill=0.0)
-            mask = _component_at(
-                on_scan >= self.threshold, geometry.xyz2irc(candidate.center_xyz, continuous=True)
-            )
+            above = _opened(on_scan >= self.threshold, self.opening_mm, scan.spacing_irc)
+            mask = _component_at(above, geometry.xyz2irc(candidate.center_xyz, continuous=True))
             textures = (
                 None if texture_p is None else dict(zip(TEXTURES, map(float, texture_p[i]), strict=True))
             )
             masks.append(NoduleMask(mask, geometry, texture=textures))
         return masks
+
+
+def _opened(mask: NDArray[np.bool_], radius_mm: float, spacing_irc: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """A morphological opening by a ball of ``radius_mm``: cuts threads (vessels) thinner than the ball
+    that join a nodule to its neighbours; 0: none."""
+    if radius_mm <= 0:
+        return mask
+    half = np.maximum(np.floor(radius_mm / spacing_irc).astype(int), 0)
+    grid = np.indices(2 * half + 1).reshape(3, -1).T - half
+    ball = (np.linalg.norm(grid * spacing_irc, axis=1) <= radius_mm).reshape(tuple(2 * half + 1))
+    return ndimage.binary_opening(mask, structure=ball)
 
 
 def _component_at(mask: NDArray[np.bool_], center_irc: NDArray[np.float64]) -> NDArray[np.bool_]:

@@ -53,7 +53,10 @@ class SliceDetector:
             )
         settings = options.settings
         rule = GroupingRule(
-            float(settings["threshold"]), int(settings["erosion"]), int(settings["connectivity"])
+            float(settings["threshold"]),
+            int(settings["erosion"]),
+            int(settings["connectivity"]),
+            score=str(settings["score"]),
         )
         if int(settings["max_candidates"]) < 1:
             raise LungtkError(f"setting {architecture}.max_candidates: use 1 or more")

@@ -150,7 +150,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def state_tensors(model: nn.Module | Mapping[str, torch.Tensor], dtype: str = "float32") -> dict[str, Any]:
-    """A model's (or a state dict's) tensors, contiguous and on the CPU; floats as ``dtype``."""
+    """A model's (or a state dict's) tensors, contiguous and on the CPU; floats as ``dtype``, except those
+    whose values ``dtype`` cannot hold (a BatchNorm's running variance of raw HU exceeds float16's 65504),
+    which stay float32."""
     import torch
 
     state = model.state_dict() if hasattr(model, "state_dict") else model
@@ -160,7 +162,7 @@ def state_tensors(model: nn.Module | Mapping[str, torch.Tensor], dtype: str = "f
     out = {}
     for name, tensor in state.items():  # type: ignore[union-attr]
         t = tensor.detach().to("cpu")
-        if t.is_floating_point():
+        if t.is_floating_point() and (t.numel() == 0 or float(t.abs().max()) <= torch.finfo(cast).max):
             t = t.to(cast)
         out[name] = t.contiguous().clone()
     return out
