@@ -253,6 +253,7 @@ def test_data_without_scans_or_labels(phantoms, cache, tmp_path, capsys, monkeyp
     unlabelled = tmp_path / "unlabelled"
     shutil.copytree(phantoms, unlabelled, ignore=shutil.ignore_patterns("masks"))
     (unlabelled / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n")
+    (unlabelled / "annotations_with_malignancy.csv").unlink()  # the loader prefers it to annotations.csv
     code, _, err = cli(
         capsys, monkeypatch, cache, "train", "unet-tiny", "--data", unlabelled, "--out", tmp_path / "r3"
     )
