@@ -69,3 +69,15 @@ def test_bad_task_settings_are_one_line_errors():
         _task("unet25d", patch="6,16,16")
     with pytest.raises(LungtkError, match="give 4 widths"):
         _task("dilated-unet", widths="4,8")
+
+
+def test_resunet_bce_weight_adds_a_voxel_bce():
+    plain, with_bce = _task("resunet"), _task("resunet", bce_weight="0.5")
+    model = plain.build_model().eval()
+    batch = _batch(plain)
+    with torch.no_grad():
+        output = model(batch["image"])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(output[0], batch["target"])
+        assert float(with_bce.loss(output, batch)) == pytest.approx(
+            float(plain.loss(output, batch)) + 0.5 * 0.5 * float(bce), rel=1e-5
+        )

@@ -21,6 +21,7 @@ RESUNET: dict[str, Any] = {  # seed 000: 80^3 at 0.6375 mm, width 32, 5 levels, 
     "head_dropout": 0.6,
     "ce_weight": 0.2,
     "ce_from_iou": 0.45,
+    "bce_weight": 0.0,
     "optimizer": "adam",
     "lr": 1e-4,
     "weight_decay": 0.0,
@@ -114,10 +115,11 @@ def _check_divisible(recipe: Any, divisor: int, name: str, axes: tuple[int, ...]
         )
 
 
-def _joint_loss(ce_weight: float, ce_from_iou: float) -> Any:
+def _joint_loss(ce_weight: float, ce_from_iou: float, bce_weight: float = 0.0) -> Any:
     """Seed 000: ``(Dice + w * weighted CE) / 2`` with the CE on the texture head, off until the validation
     IoU reaches ``ce_from_iou`` (then on for good; the switch is a buffer, so checkpoints keep it).
-    Patches without a rated nodule (label -1) add no CE."""
+    Patches without a rated nodule (label -1) add no CE. ``bce_weight`` > 0 adds a voxel BCE to the Dice
+    (nnU-Net's Dice + CE; not in the paper, whose setting is 0)."""
     import torch
 
     from lungtk.nn_blocks import DiceLoss, inverse_frequency_weights
@@ -131,6 +133,9 @@ def _joint_loss(ce_weight: float, ce_from_iou: float) -> Any:
         def forward(self, output: Any, batch: Mapping[str, Any]) -> Any:
             seg, texture = output if isinstance(output, tuple) else (output, None)
             loss = self.dice(seg, batch["target"])
+            if bce_weight:
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(seg.float(), batch["target"])
+                loss = loss + bce_weight * bce
             label = batch.get("label")
             if bool(self.ce_on) and texture is not None and label is not None:
                 rated = label >= 0
@@ -186,7 +191,7 @@ def resunet(options: RunOptions) -> Any:
     attention = str(s["attention"])
     if attention not in ("none", "cbam"):
         raise LungtkError(f"resunet: setting attention={attention!r}: use none or cbam")
-    loss = _joint_loss(float(s["ce_weight"]), float(s["ce_from_iou"]))
+    loss = _joint_loss(float(s["ce_weight"]), float(s["ce_from_iou"]), float(s["bce_weight"]))
     return Task(
         name="resunet",
         architecture="resunet",
