@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -160,19 +161,9 @@ def train(
         return
     try:
         _train(
-            task,
-            data,
-            out,
-            config,
-            set_ or [],
-            epochs,
-            steps,
-            device,
-            amp,
-            seed,
-            resume,
-            nproc,
-            layout,
+            TrainArgs(
+                task, data, out, config, set_ or [], epochs, steps, device, amp, seed, resume, nproc, layout
+            ),
             show_config,
         )
     except LungtkError:
@@ -181,23 +172,43 @@ def train(
         raise
 
 
-def _train(
-    task: str,
-    data: Path | None,
-    out: Path | None,
-    config: Path | None,
-    assignments: list[str],
-    epochs: int | None,
-    steps: int | None,
-    device: str,
-    amp: bool | None,
-    seed: int | None,
-    resume: bool,
-    nproc: int,
-    layout: str,
-    show_config: bool,
-) -> None:
+@dataclass(frozen=True)
+class TrainArgs:
+    """The command line of ``lungtk train TASK`` (what --nproc hands to every process again)."""
+
+    task: str
+    data: Path | None
+    out: Path | None
+    config: Path | None
+    assignments: list[str]
+    epochs: int | None
+    steps: int | None
+    device: str
+    amp: bool | None
+    seed: int | None
+    resume: bool
+    nproc: int
+    layout: str
+
+    def argv(self) -> list[str]:
+        """These arguments as a ``lungtk`` command line, without --nproc (for the launched processes)."""
+        argv = ["train", self.task, "--data", str(self.data), "--out", str(self.out)]
+        argv += ["--device", self.device, "--layout", self.layout]
+        argv += ["--config", str(self.config)] if self.config is not None else []
+        for item in self.assignments:
+            argv += ["--set", item]
+        argv += ["--epochs", str(self.epochs)] if self.epochs is not None else []
+        argv += ["--steps", str(self.steps)] if self.steps is not None else []
+        argv += ["--seed", str(self.seed)] if self.seed is not None else []
+        argv += [] if self.amp is None else ["--amp" if self.amp else "--no-amp"]
+        return argv + (["--resume"] if self.resume else [])
+
+
+def _train(args: TrainArgs, show_config: bool) -> None:
     from lungtk.train.config import parse_set, to_toml
+
+    task, data, out, epochs, steps = args.task, args.data, args.out, args.epochs, args.steps
+    seed, amp, nproc = args.seed, args.amp, args.nproc
 
     get_registry().get("task", task)  # an unknown task fails first, with a suggestion
     explicit: dict[str, Any] = {}
@@ -217,7 +228,7 @@ def _train(
         raise LungtkError(f"lungtk train {task} needs --data DIR and --out RUN")
     from lungtk.train.run import gather_settings, plan
 
-    given = gather_settings(config, parse_set(assignments, task), explicit, task)
+    given = gather_settings(args.config, parse_set(args.assignments, task), explicit, task)
     if show_config:
         from lungtk.train.config import resolve_config
         from lungtk.train.task import find_task
@@ -230,27 +241,21 @@ def _train(
     if nproc < 1:
         raise LungtkError(f"--nproc {nproc}: use 1 or more")
     processes = torchrun_world() if torchrun_world() > 1 else nproc
-    the_plan = plan(task, data, out, given, device=device, resume=resume, layout=layout, processes=processes)
+    the_plan = plan(
+        task,
+        data,
+        out,
+        given,
+        device=args.device,
+        resume=args.resume,
+        layout=args.layout,
+        processes=processes,
+    )
     if amp and not the_plan.device.startswith("cuda"):
         note("--amp: mixed precision runs on CUDA only; this CPU run is in float32")
 
     if nproc > 1 and torchrun_world() == 1:
-        _launch(
-            the_plan,
-            task,
-            data,
-            out,
-            config,
-            assignments,
-            epochs,
-            steps,
-            device,
-            amp,
-            seed,
-            resume,
-            nproc,
-            layout,
-        )
+        _launch(the_plan, args)
         return
     _run(the_plan)
 
@@ -286,26 +291,12 @@ def _run(the_plan: Any) -> None:
         stdout.print(str(result.model), highlight=False)
 
 
-def _launch(
-    the_plan: Any,
-    task: str,
-    data: Path,
-    out: Path,
-    config: Path | None,
-    assignments: list[str],
-    epochs: int | None,
-    steps: int | None,
-    device: str,
-    amp: bool | None,
-    seed: int | None,
-    resume: bool,
-    nproc: int,
-    layout: str,
-) -> None:
+def _launch(the_plan: Any, args: TrainArgs) -> None:
     """Check the data here (errors once, the cache warmed for every process), then start torchrun."""
     from lungtk.train.distributed import launch
     from lungtk.train.run import MODEL_FILE, check_data, task_target
 
+    nproc = args.nproc
     if the_plan.device.startswith("cuda"):
         import torch
 
@@ -313,23 +304,15 @@ def _launch(
             raise LungtkError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     with stderr.status("checking the data folder"):
         check_data(the_plan, task_target(the_plan))
-    argv = ["train", task, "--data", str(data), "--out", str(out), "--device", device, "--layout", layout]
-    argv += ["--config", str(config)] if config is not None else []
-    for item in assignments:
-        argv += ["--set", item]
-    argv += ["--epochs", str(epochs)] if epochs is not None else []
-    argv += ["--steps", str(steps)] if steps is not None else []
-    argv += ["--seed", str(seed)] if seed is not None else []
-    argv += [] if amp is None else ["--amp" if amp else "--no-amp"]
-    argv += ["--resume"] if resume else []
     note(f"starting {nproc} processes (torchrun, {'nccl' if the_plan.device.startswith('cuda') else 'gloo'})")
     os.environ[LAUNCHED_ENV] = "1"
     try:
-        status = launch(nproc, argv)
+        status = launch(nproc, args.argv())
     finally:
         os.environ.pop(LAUNCHED_ENV, None)
     if status != 0:
         raise LungtkError(
             f"training failed in one of the {nproc} processes (exit status {status}); see above"
         )
-    stdout.print(str(out / MODEL_FILE), highlight=False)
+    assert args.out is not None  # _train checked it
+    stdout.print(str(args.out / MODEL_FILE), highlight=False)

@@ -43,9 +43,5 @@ class DilatedUNet(nn.Module):
         he_init_(self.unet)
         prior_bias_(self.unet.head, 0.01)
 
-    @property
-    def divisor(self) -> int:
-        return self.unet.divisor
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unet(x)

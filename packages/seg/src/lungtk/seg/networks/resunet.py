@@ -59,10 +59,6 @@ class ResUNet(nn.Module):
             self.texture_head = nn.Sequential(*layers)
         he_init_(self, nonlinearity="relu")
 
-    @property
-    def divisor(self) -> int:
-        return self.unet.divisor
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         bottleneck, skips = self.unet.features(x)
         seg = self.unet.decode(bottleneck, skips)

@@ -41,9 +41,5 @@ class UNet3DRes(nn.Module):
             decoder_kwargs=[{"subunits": 1}] * (len(channels) - 1),
         )
 
-    @property
-    def divisor(self) -> int:
-        return self.unet.divisor
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unet(x)
