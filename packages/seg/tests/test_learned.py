@@ -13,6 +13,7 @@ from lungtk.ct_io import CTVolume
 from lungtk.seg.grouping import GroupingRule
 from lungtk.seg.learned import CubeSegmenter
 from lungtk.seg.slice_detector import SliceDetector, slab_indices
+from lungtk.train.inputs import InputSpec
 
 SPACING = np.array([0.7, 0.7, 1.5])  # x, y, z
 
@@ -54,7 +55,7 @@ def test_cube_segmenter_returns_the_ball_in_the_scans_grid(tta):
     ct, truth = _scan([centre])
     # window -1000..400 -> [0, 1]: lung 0.107, nodule 0.743; the oracle cuts at 0.45 (about -370 HU)
     segmenter = CubeSegmenter(
-        Threshold(0.45, texture=True), (0.8, 0.8, 0.8), (32, 32, 32), "-1000,400", tta=tta
+        Threshold(0.45, texture=True), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"), tta=tta
     )
     (mask,) = segmenter.segment(ct, [Candidate(centre, 10.0, 1.0)])
     assert mask.geometry.spacing.tolist() == SPACING.tolist()  # the scan's grid, not the model's
@@ -70,7 +71,7 @@ def test_cube_segmenter_returns_the_ball_in_the_scans_grid(tta):
 def test_cube_segmenter_keeps_the_component_at_the_centre():
     a, b = (-30 + 30 * 0.7, 20 + 48 * 0.7, -70.0), (-30 + 46 * 0.7, 20 + 48 * 0.7, -70.0)  # 11.2 mm apart
     ct, _ = _scan([a, b], radius_mm=4.0)
-    segmenter = CubeSegmenter(Threshold(0.45), (0.8, 0.8, 0.8), (32, 32, 32), "-1000,400")
+    segmenter = CubeSegmenter(Threshold(0.45), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"))
     (mask,) = segmenter.segment(ct, [Candidate(a, 8.0, 1.0)])
     centroid = np.array(mask.centroid_xyz)
     assert np.linalg.norm(centroid - np.array(a)) < 1.0  # the other ball, also in the cube, is dropped

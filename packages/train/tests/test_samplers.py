@@ -90,4 +90,30 @@ def test_validation_patches_are_fixed_and_not_augmented():
     assert len(a) == 6 and not any(r.augment for r in a)
     assert sum(r.label == 1 for r in a) == 2  # both positives, the rest anywhere
     labelled = validation_requests(records, 4, seed=0, extent=[np.full(3, 16.0)] * 3, target="label")
-    assert sorted(r.label for r in labelled) == [0, 0, 0, 1]
+    assert sorted(r.label for r in labelled) == [0, 0, 1]  # each candidate once: all three are in
+    two = validation_requests(records, 2, seed=0, extent=[np.full(3, 16.0)] * 3, target="label")
+    assert sorted(r.label for r in two) == [0, 1]  # the classes in turn
+
+
+def _three_class_records():
+    centres = np.arange(30, dtype=float).reshape(10, 3)
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 0])  # class 2 is rare
+    return [
+        ScanRecord(
+            "t", Path("t.mhd"), (40, 80, 80), (1.0, 1.0, 1.0), candidates=centres, candidate_labels=labels
+        )
+    ]
+
+
+@pytest.mark.parametrize("kind", ["positive", "balanced"])
+def test_three_classes_are_drawn_in_turn(kind):
+    records = _three_class_records()
+    s = PatchSampler(records, kind=kind, seed=1, extent=[np.full(3, 8.0)], target="label")
+    requests = [s.request(k) for k in range(30)]
+    assert [r.label for r in requests] == [0, 1, 2] * 10
+    for r in requests:  # the centre is a candidate of that class, jittered within the extent's half
+        options = records[0].candidates[records[0].candidate_labels == r.label]
+        assert np.abs(options - np.asarray(r.centre)).max(axis=1).min() <= 4.0
+    val = validation_requests(records, 5, seed=0, extent=[np.full(3, 8.0)], target="label")
+    assert sorted(r.label for r in val) == [0, 0, 1, 1, 2]
+    assert len({r.centre for r in val}) == 5

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,22 +19,11 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from lungtk.core import Candidate, LungtkError, NoduleMask, RunOptions, Volume
-from lungtk.core.labels import AIR_HU, TEXTURES
-from lungtk.ct_io.preprocess import normalize
-from lungtk.ct_io.regrid import covering_box, cube_geometry, resample_onto
+from lungtk.core.labels import TEXTURES
+from lungtk.ct_io.regrid import covering_box, resample_onto
 from lungtk.nn_blocks.inference import tta_predict
+from lungtk.train.inputs import InputSpec, run_network
 from lungtk.train.modelfile import load_model
-
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _three(value: Any, what: str, path: Any) -> tuple[float, float, float]:
-    values = [value] * 3 if isinstance(value, int | float) else list(value or [])
-    if len(values) != 3 or not all(isinstance(v, int | float) and v > 0 for v in values):
-        raise LungtkError(
-            f"{path}: its preprocessing gives no valid {what} ({value!r}); retrain or re-export it"
-        )
-    return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 
 @dataclass
@@ -43,9 +31,7 @@ class CubeSegmenter:
     """A network that segments a cube around each candidate (``Segmenter`` protocol)."""
 
     model: torch.nn.Module
-    spacing_xyz: tuple[float, float, float] | None  # None: each scan's own ("native")
-    patch_irc: tuple[int, int, int]
-    window: str
+    inputs: InputSpec
     device: str = "cpu"
     precision: str = "fp32"
     threshold: float = 0.5
@@ -66,15 +52,9 @@ class CubeSegmenter:
         loaded = load_model(
             options.weights, architecture, device=options.device, who=f"segmenter '{architecture}'"
         )
-        pre = loaded.preprocessing
-        native = pre.get("spacing") == "native"
-        spacing = None if native else _three(pre.get("spacing"), "spacing", options.weights)
-        patch = tuple(int(p) for p in _three(pre.get("patch"), "patch size", options.weights))
         return cls(
             loaded.model,
-            spacing,
-            patch,  # type: ignore[arg-type]
-            str(pre.get("window", "unit")),
+            loaded.input_spec(),
             options.device,
             options.precision,
             threshold,
@@ -84,26 +64,16 @@ class CubeSegmenter:
 
     # -- inference ---------------------------------------------------------------------------------------
     def _logits(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        dtype = _AUTOCAST.get(self.precision) if self.device.startswith("cuda") else None
-        with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
-            out = self.model(batch.to(self.device, non_blocking=True))
-        seg, texture = out if isinstance(out, tuple) else (out, None)
-        return seg.float().cpu(), None if texture is None else texture.float().cpu()
+        out = run_network(self.model, batch, self.device, self.precision)
+        return out if isinstance(out, tuple) else (out, None)
 
     def segment(self, ct: Volume, candidates: Sequence[Candidate]) -> list[NoduleMask]:
         if not candidates:
             return []
         scan = ct.geometry
         array = np.asarray(ct.array)
-        spacing = scan.spacing if self.spacing_xyz is None else self.spacing_xyz
-        cubes = [cube_geometry(c.center_xyz, self.patch_irc, spacing, scan) for c in candidates]
-        inputs = np.stack(
-            [
-                normalize(resample_onto(array, scan, cube, self.patch_irc, order=1, fill=AIR_HU), self.window)
-                for cube in cubes
-            ]
-        )
-        batch = torch.from_numpy(inputs[:, None])
+        cubes = self.inputs.cubes(scan, [c.center_xyz for c in candidates])
+        batch = torch.from_numpy(self.inputs.sample(array, scan, cubes))
         seg, texture = self._logits(batch)
         if self.tta:  # all 8 flips of each cube, flipped back and averaged
             probs = np.stack(
@@ -117,7 +87,7 @@ class CubeSegmenter:
         texture_p = None if texture is None else torch.softmax(texture, dim=1).numpy()
         masks = []
         for i, (candidate, cube) in enumerate(zip(candidates, cubes, strict=True)):
-            start, size = covering_box(scan, array.shape, cube, self.patch_irc)
+            start, size = covering_box(scan, array.shape, cube, self.inputs.patch_irc)
             geometry = scan.shifted(start)
             if np.any(size < 1):
                 masks.append(NoduleMask(np.zeros((1, 1, 1), bool), geometry))

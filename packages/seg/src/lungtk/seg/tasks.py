@@ -171,15 +171,6 @@ def _on_target(loss: Any) -> Any:
     return OnTarget()
 
 
-def negative_squared_dice(logits: Any, target: Any, eps: float = 1e-5) -> Any:
-    """Seed 004's L_seg: ``-2 sum(p g) / (sum(p^2) + sum(g^2) + eps)`` per sample, averaged."""
-    import torch
-
-    p = torch.sigmoid(logits.float()).flatten(1)
-    g = target.float().flatten(1)
-    return (-2.0 * (p * g).sum(1) / ((p * p).sum(1) + (g * g).sum(1) + eps)).mean()
-
-
 def resunet(options: RunOptions) -> Any:
     from lungtk.train.metrics import SegmentationMetric
     from lungtk.train.task import PatchRecipe, Task
@@ -287,6 +278,7 @@ def unet3d_res(options: RunOptions) -> Any:
 
 
 def dilated_unet(options: RunOptions) -> Any:
+    from lungtk.nn_blocks.losses import negative_squared_dice
     from lungtk.train.metrics import SegmentationMetric
     from lungtk.train.task import PatchRecipe, Task
 

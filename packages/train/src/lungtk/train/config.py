@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lungtk.core import ComponentSpec, LungtkError
+from lungtk.core.labels import TASK_LABELS
 from lungtk.core.options import SettingValue, resolve_settings
 
 # The defaults are nnU-Net v2's where it has one (SGD with Nesterov momentum 0.99, lr 0.01, poly decay
@@ -59,6 +60,8 @@ ENGINE_DEFAULTS: dict[str, SettingValue] = {
     "isample_cells": 4,
     "targets": "auto",
     "positive_label": "",
+    "labels": "nodule",
+    "labelled_only": False,
     "grow_threshold_hu": -700.0,
     "val_fraction": 0.2,
     "fold": -1,
@@ -111,6 +114,9 @@ ENGINE_HELP: dict[str, str] = {
     "grow_threshold_hu": "region-grown targets: voxels above this HU (seed 001: -700)",
     "positive_label": "segmentation patches also carry the class of the nodule they hold (texture or "
     "malignancy, from the data set's ratings; -1 when none), for joint heads such as seed 000's",
+    "labelled_only": "segmentation with positive_label: patches only on nodules that have a class",
+    "labels": "classification: a patch's class: nodule (the candidates table's class, nodule vs not) or "
+    "malignancy, texture or pathology (an annotated nodule's, from the data set's ratings)",
     "val_fraction": "the fraction of patients held out for validation when fold is -1",
     "fold": "-1: a random patient split by val_fraction; k: validate on fold k of folds",
     "folds": "the number of folds (the data set's official folds where it publishes them)",
@@ -154,6 +160,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "amp": ("auto", "bf16", "fp16", "off"),
     "sampler": ("positive", "balanced", "isample"),
     "targets": ("auto", "masks", "grow"),
+    "labels": tuple(TASK_LABELS),
 }
 
 

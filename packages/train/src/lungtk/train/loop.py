@@ -142,6 +142,8 @@ class Trainer:
             from lungtk.train.modelfile import init_from
 
             init_from(model, init, self.task.architecture)
+        if self.task.init_model is not None:
+            self.task.init_model(model)
         self.model = model.to(self.device)
         self.net: Any = self.model
         if self.dist.active:
@@ -154,7 +156,7 @@ class Trainer:
         self.loss_fn = self.task.loss
         if isinstance(self.loss_fn, torch.nn.Module):
             self.loss_fn.to(self.device)
-        self.optimizer = make_optimizer(self.model.parameters(), self.config)
+        self.optimizer = make_optimizer([p for p in self.model.parameters() if p.requires_grad], self.config)
         self.schedule = Schedule.from_config(self.config, self.total)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.step = 0

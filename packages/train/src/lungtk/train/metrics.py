@@ -117,3 +117,44 @@ class BinaryClassificationMetric(Metric):
             neg_below = torch.cumsum(neg, 0) - neg
             out["auc"] = float(((pos * neg_below).sum() + 0.5 * (pos * neg).sum()) / (pos.sum() * neg.sum()))
         return out
+
+
+class MulticlassMetric(Metric):
+    """Accuracy, support-weighted F1 (seed 004's "AveF1") and Gorodkin's multiclass MCC, from the
+    confusion matrix of the argmax over ``classes`` logits (rows: truth, columns: prediction)."""
+
+    names = ("accuracy", "f1", "mcc")
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def update(self, output: Any, batch: Mapping[str, Any]) -> None:
+        logits = _logits(output).float()
+        label = batch["label"].to(logits.device).reshape(-1)
+        known = label >= 0
+        cells = label[known] * self.classes + logits.argmax(1)[known]
+        self.add("confusion", torch.bincount(cells, minlength=self.classes**2).reshape(self.classes, -1))
+
+    def compute(self) -> dict[str, float]:
+        return confusion_scores(self.sums.get("confusion", torch.zeros(self.classes, self.classes)).numpy())
+
+
+def confusion_scores(confusion: Any) -> dict[str, float]:
+    """Accuracy, support-weighted F1 and multiclass MCC of a confusion matrix (rows truth, columns
+    prediction), as scikit-learn's ``accuracy_score``, ``f1_score(average="weighted")`` and
+    ``matthews_corrcoef`` define them; NaN for an empty matrix."""
+    import numpy as np
+
+    c = np.asarray(confusion, dtype=np.float64)
+    n = c.sum()
+    if n == 0:
+        return {"accuracy": float("nan"), "f1": float("nan"), "mcc": float("nan")}
+    correct = np.diag(c)
+    truth, predicted = c.sum(1), c.sum(0)
+    f1 = np.divide(2 * correct, truth + predicted, out=np.zeros_like(correct), where=truth + predicted > 0)
+    k = correct.sum()
+    cov_tp = k * n - truth @ predicted
+    cov_pp, cov_tt = n * n - predicted @ predicted, n * n - truth @ truth
+    mcc = cov_tp / np.sqrt(cov_pp * cov_tt) if cov_pp > 0 and cov_tt > 0 else 0.0
+    return {"accuracy": float(k / n), "f1": float((f1 * truth).sum() / n), "mcc": float(mcc)}

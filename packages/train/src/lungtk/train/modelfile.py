@@ -215,6 +215,12 @@ class LoadedModel:
     def preprocessing(self) -> dict[str, Any]:
         return dict(self.header.metadata.get("preprocessing") or {})
 
+    def input_spec(self) -> Any:
+        """The network's input cube (:class:`lungtk.train.inputs.InputSpec`), checked."""
+        from lungtk.train.inputs import InputSpec
+
+        return InputSpec.from_preprocessing(self.preprocessing, self.header.path)
+
 
 def check_architecture(header: ModelHeader, expected: str | Iterable[str] | None, who: str = "") -> None:
     if expected is None:

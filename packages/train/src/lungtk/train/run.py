@@ -208,7 +208,7 @@ def prepare_data(the_plan: Plan, target: str, *, dist: Any = None, on_event: Any
     dist.barrier()
     if not dist.is_main:
         build()
-    check_labels(records["train"], target, the_plan.spec.name, the_plan.data)
+    check_labels(records["train"], target, the_plan.spec.name, the_plan.data, str(config["labels"]))
     geometry = PatchGeometry(recipe.size, recipe.spacing_xyz)
     extent = [geometry.extent(r.spacing_irc) for r in records["train"]]
     sampler = PatchSampler(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lungtk.core import ComponentSpec, LungtkError, RunOptions, get_plugins
+from lungtk.core.labels import NODULE
 from lungtk.train.config import parse_patch, parse_spacing
 from lungtk.train.metrics import Metric
 
@@ -71,6 +72,10 @@ class Task:
     """Called with each validation's metrics (e.g. seed 000 switches its CE term on at an IoU); state it
     changes belongs in the loss module, whose state checkpoints keep."""
 
+    init_model: Callable[[Any], None] | None = None
+    """Called on the new network before training (after ``init``): a task that starts parts of it from
+    other model files (seed 004's cascade takes its segmenter from a dilated-unet file) does it here."""
+
     def build_model(self) -> Any:
         from lungtk.train.architectures import build_architecture
 
@@ -81,7 +86,7 @@ class Task:
         from lungtk.ct_io.preprocess import get_window
 
         window = get_window(self.recipe.window)
-        return {
+        out = {
             "spacing": list(self.recipe.spacing_xyz) if self.recipe.spacing_xyz else "native",
             "patch": list(self.recipe.size),
             "window": self.recipe.window,
@@ -90,6 +95,9 @@ class Task:
             "input": "CT in HU, one channel, array order (index, row, col); spacing in mm (x, y, z)",
             "target": self.recipe.target,
         }
+        if self.recipe.target == "label":  # the classification task whose labels the outputs are
+            out["labels"] = str(self.config.get("labels") or NODULE)
+        return out
 
 
 def find_task(name: str) -> ComponentSpec:

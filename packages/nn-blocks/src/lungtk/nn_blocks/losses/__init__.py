@@ -4,7 +4,12 @@ from lungtk.nn_blocks.losses.classification import (
     WeightedCrossEntropyLoss,
     inverse_frequency_weights,
 )
-from lungtk.nn_blocks.losses.dice import DiceLoss, GeneralizedDiceLoss, RecallWeightedDiceLoss
+from lungtk.nn_blocks.losses.dice import (
+    DiceLoss,
+    GeneralizedDiceLoss,
+    RecallWeightedDiceLoss,
+    negative_squared_dice,
+)
 from lungtk.nn_blocks.losses.topk import TopKBCEDiceLoss, topk_bce
 
 __all__ = [
@@ -16,5 +21,6 @@ __all__ = [
     "TopKBCEDiceLoss",
     "WeightedCrossEntropyLoss",
     "inverse_frequency_weights",
+    "negative_squared_dice",
     "topk_bce",
 ]

@@ -88,3 +88,11 @@ class RecallWeightedDiceLoss(nn.Module):
         p = activate(pred, self.activation)
         g = as_channels(target, p)
         return self.dice(p, g) + self.fn_weight * self.dice(p * g, g)
+
+
+def negative_squared_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Seed 004's L_seg (the V-Net form): ``-2 sum(p g) / (sum(p^2) + sum(g^2) + eps)`` per sample with
+    ``p = sigmoid(logits)``, averaged over the batch; -1 is a perfect mask."""
+    p = torch.sigmoid(logits.float()).flatten(1)
+    g = target.float().flatten(1)
+    return (-2.0 * (p * g).sum(1) / ((p * p).sum(1) + (g * g).sum(1) + eps)).mean()

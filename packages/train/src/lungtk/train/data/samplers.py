@@ -70,17 +70,12 @@ class PatchSampler:
         if kind == "isample" and target != "mask":
             raise LungtkError("setting sampler=isample needs a segmentation task (error maps need masks)")
         if target == "label":
-            self.positives = [
-                (i, c) for i, r in enumerate(self.records) for c in r.candidates[r.candidate_labels == 1]
-            ]
-            self.negatives = [
-                (i, c) for i, r in enumerate(self.records) for c in r.candidates[r.candidate_labels != 1]
-            ]
-            if not self.positives or not self.negatives:
-                raise LungtkError("a classification task needs positive and negative candidates to train on")
+            self.pools = class_pools(self.records)
+            if len(self.pools) < 2:
+                raise LungtkError("a classification task needs candidates of two classes or more to train on")
+            self.positives = []
         else:
             self.positives = [(i, c) for i, r in enumerate(self.records) for c in r.positives]
-            self.negatives = []
         self.positive_scans = sorted({i for i, _ in self.positives})
 
     # -- one sample ------------------------------------------------------------------------------------
@@ -95,9 +90,12 @@ class PatchSampler:
         else:
             positive = rng.random() < self.pos_fraction
         if self.target == "label":
-            pool = self.positives if positive else self.negatives
+            classes = sorted(self.pools)
+            # two classes: the positive class (1) with the sampler's rule; more: each class in turn
+            label = int(positive) if classes == [0, 1] else classes[k % len(classes)]
+            pool = self.pools[label]
             scan, centre = pool[int(rng.integers(len(pool)))]
-            return PatchRequest(scan, self._jittered(scan, centre, rng), aug_seed, label=int(positive))
+            return PatchRequest(scan, self._jittered(scan, centre, rng), aug_seed, label=label)
         if positive and self.positives:
             scan = self.positive_scans[int(rng.integers(len(self.positive_scans)))]
             own = self.records[scan].positives
@@ -137,33 +135,47 @@ class PatchSampler:
                 yield self.request(base + j)
 
 
+def class_pools(records: Sequence[ScanRecord]) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """Classification: every candidate as (scan, centre), by class."""
+    pools: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for i, record in enumerate(records):
+        for centre, label in zip(record.candidates, record.candidate_labels, strict=True):
+            pools.setdefault(int(label), []).append((i, centre))
+    return pools
+
+
 def validation_requests(
     records: Sequence[ScanRecord], n: int, seed: int, extent: Sequence[np.ndarray], target: str
 ) -> list[PatchRequest]:
-    """A fixed validation set: up to half the patches on positives, the rest elsewhere (anywhere for segmentation, on negative candidates for classification); no augmentation."""
+    """A fixed validation set, no augmentation. Segmentation: up to half the patches on nodules, the rest
+    anywhere. Classification: up to ``n`` distinct candidates, the classes taken in turn (each in a random
+    order) until ``n`` or all are in, so a rare class is not swamped (all of them when there are fewer)."""
     rng = np.random.default_rng([seed, 7919])
     if target == "label":
-        pos = [(i, c) for i, r in enumerate(records) for c in r.candidates[r.candidate_labels == 1]]
-        neg = [(i, c) for i, r in enumerate(records) for c in r.candidates[r.candidate_labels != 1]]
-    else:
-        pos = [(i, c) for i, r in enumerate(records) for c in r.positives]
-        neg = []
+        pools = class_pools(records)
+        queues = [[pool[int(j)] for j in rng.permutation(len(pool))] for _, pool in sorted(pools.items())]
+        labels = sorted(pools)
+        requests: list[PatchRequest] = []
+        depth = 0
+        while len(requests) < n and any(depth < len(q) for q in queues):
+            for label, queue in zip(labels, queues, strict=True):
+                if depth < len(queue) and len(requests) < n:
+                    scan, centre = queue[depth]
+                    requests.append(PatchRequest(scan, _point(centre), 0, label=label, augment=False))
+            depth += 1
+        return requests
+    positives = [(i, c) for i, r in enumerate(records) for c in r.positives]
     requests = []
-    order = rng.permutation(len(pos))
-    for j in range(min(len(pos), (n + 1) // 2)):
-        scan, centre = pos[int(order[j])]
-        requests.append(
-            PatchRequest(scan, tuple(float(v) for v in centre), 0, label=1, augment=False)  # type: ignore[arg-type]
-        )
+    order = rng.permutation(len(positives))
+    for j in range(min(len(positives), (n + 1) // 2)):
+        scan, centre = positives[int(order[j])]
+        requests.append(PatchRequest(scan, _point(centre), 0, label=1, augment=False))
     while len(requests) < n:
-        if target == "label":
-            if not neg:
-                break
-            scan, centre = neg[int(rng.integers(len(neg)))]
-            requests.append(PatchRequest(scan, tuple(float(v) for v in centre), 0, label=0, augment=False))  # type: ignore[arg-type]
-        else:
-            scan = int(rng.integers(len(records)))
-            shape = np.asarray(records[scan].shape, dtype=float)
-            centre = tuple(float(v) for v in rng.uniform(0, 1, 3) * (shape - 1))
-            requests.append(PatchRequest(scan, centre, 0, augment=False))  # type: ignore[arg-type]
+        scan = int(rng.integers(len(records)))
+        shape = np.asarray(records[scan].shape, dtype=float)
+        requests.append(PatchRequest(scan, _point(rng.uniform(0, 1, 3) * (shape - 1)), 0, augment=False))
     return requests
+
+
+def _point(centre: np.ndarray) -> tuple[float, float, float]:
+    return tuple(float(v) for v in centre)  # type: ignore[return-value]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lungtk.core import LungtkError
-from lungtk.core.labels import MALIGNANCY, TEXTURE, TEXTURES, texture_of_rating
+from lungtk.core.labels import MALIGNANCY, NODULE, TASK_LABELS, TEXTURE, TEXTURES, texture_of_rating
 from lungtk.ct_io import SCAN_SUFFIXES
 from lungtk.ct_io.cache import VolumeCache
 from lungtk.ct_io.datasets import Annotation, DatasetIndex, patient_folds, split_scans
@@ -144,6 +144,10 @@ def build_records(
             record.positive_labels = np.array(
                 [annotation_label(a, str(config["positive_label"])) for a in anns], dtype=np.int64
             )
+            if config.get("labelled_only"):
+                keep = record.positive_labels >= 0
+                record.positives, record.diameters = record.positives[keep], record.diameters[keep]
+                record.positive_labels = record.positive_labels[keep]
         if target == "mask":
             masks = nodule_masks(index, uid) if mode in ("auto", "masks") else ()
             if masks:
@@ -163,15 +167,19 @@ def build_records(
                     for c, a in zip(centres, anns, strict=True)
                 ]
                 record.pieces = tuple(p for p in pieces if p is not None)
-            if not len(record.positives) and record.masks:
+            if not len(record.positives) and record.masks and not config.get("labelled_only"):
                 record.positives = mask_positions(cache, record.masks, seed=len(records))
-        else:
+        elif str(config["labels"]) == NODULE:
             table = index.candidates.of_scan(uid)
             if len(table):
                 record.candidates = np.asarray(
                     ct.xyz2irc(table.center_xyz, continuous=True), dtype=float
                 ).reshape(-1, 3)
                 record.candidate_labels = table.label.astype(np.int64)
+        else:  # an annotated nodule's class; unrated nodules are left out
+            classes = np.array([annotation_label(a, str(config["labels"])) for a in anns], dtype=np.int64)
+            record.candidates = centres[classes >= 0]
+            record.candidate_labels = classes[classes >= 0]
         records.append(record)
         if on_scan is not None:
             on_scan(uid)
@@ -187,7 +195,7 @@ def mask_positions(cache: VolumeCache, masks: tuple[Path, ...], seed: int, limit
     return found.astype(float)
 
 
-def check_labels(records: list[ScanRecord], target: str, task: str, root: Path) -> None:
+def check_labels(records: list[ScanRecord], target: str, task: str, root: Path, labels: str = NODULE) -> None:
     """A clear error when the training scans hold nothing the task can learn from."""
     if target == "mask":
         if not any(r.has_targets for r in records):
@@ -195,10 +203,17 @@ def check_labels(records: list[ScanRecord], target: str, task: str, root: Path) 
                 f"{root}: no labels for task '{task}': the training scans have no nodule masks and no "
                 "annotated nodules (annotations.csv rows, LNDb trainNodules.csv, MSD labelsTr)"
             )
-    elif not any(len(r.candidate_labels) for r in records) or not any(
-        (r.candidate_labels == 1).any() for r in records
-    ):
-        raise LungtkError(
-            f"{root}: no labels for task '{task}': it needs a candidates table (candidates.csv) with "
-            "positives (class 1) on the training scans"
-        )
+    else:
+        present = set(np.concatenate([r.candidate_labels for r in records] or [np.zeros(0)]).tolist())
+        if len(present) < 2:
+            labels = labels if labels in TASK_LABELS else NODULE
+            where = (
+                "a candidates table (candidates.csv) with nodules (class 1) and non-nodules (class 0)"
+                if labels == NODULE
+                else f"annotated nodules rated for {labels} (e.g. annotations_with_malignancy.csv)"
+            )
+            found = ", ".join(TASK_LABELS[labels][int(c)] for c in sorted(present)) or "none"
+            raise LungtkError(
+                f"{root}: task '{task}' needs two classes or more to learn; the training scans have {found}: "
+                f"it needs {where}"
+            )
