@@ -170,3 +170,24 @@ def test_describe_shows_settings_and_whether_the_shipped_weights_are_there():
         "exists": False,
     }
     assert spec("c").describe()["weights"] is None
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "raise RuntimeError('needs CUDA 13')\n",
+            r"importing it raised RuntimeError: needs CUDA 13; report this",
+        ),
+        ("import sys\nsys.exit(5)\n", r"importing it raised SystemExit: 5"),
+        ("x = 1 / 0\n", r"importing it raised ZeroDivisionError"),
+    ],
+)
+def test_a_module_that_fails_as_it_is_imported_is_a_clear_error(tmp_path, monkeypatch, source, message):
+    module = f"broken_factory_{abs(hash(source))}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    registry.add(spec("ghost", factory=f"{module}:Thing"))
+    with pytest.raises(LungtkError, match=rf"detector 'ghost' from pkg-a 1.0 cannot be loaded .*{message}"):
+        registry.create("detector", "ghost")

@@ -176,10 +176,10 @@ def test_given_locations_replace_the_detector(tmp_path):
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ("scan-a,1,2,inf,5", "'coordZ': inf is not a finite number"),
+        ("scan-a,1,2,inf,5", "'coordZ': '?inf'? is not a finite number"),
         ("scan-a,1,2,x,5", "'coordZ': 'x' is not a number"),
-        ("scan-a,1,2,3,-5", "'diameter_mm': -5 is negative"),
-        ("scan-a,1,2,3,nan", "'diameter_mm': nan is not a finite number"),
+        ("scan-a,1,2,3,-5", "'diameter_mm': '?-5'? is negative"),
+        ("scan-a,1,2,3,nan", "'diameter_mm': '?nan'? is not a finite number"),
     ],
 )
 def test_given_locations_are_validated_with_file_and_line(tmp_path, row, message):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
-from lungtk.cli.console import note, progress_bar, stderr, stdout
+from lungtk.cli.console import progress_bar, stderr, stdout
 from lungtk.core import LungtkError, get_registry
 from lungtk.core.labels import (
     LUNA16_DIAMETER,
@@ -42,23 +44,33 @@ class Risk(StrEnum):
 
 def _run(pipeline: Pipeline, scans: list[tuple[str, Path]], out: Path, resume: bool) -> RunSummary:
     from lungtk.pipeline import run
+    from lungtk.pipeline.run import check_writable
 
+    check_writable(out)  # before the progress bar: a bad --out is one line
     with progress_bar() as progress:
         task = progress.add_task("analysing scans", total=len(scans))
 
-        def advance(uid: str, status: str) -> None:
-            if status == "failed":
-                note(f"[yellow]skipped[/] {uid}: the scan cannot be read (see findings.json)")
+        def advance(uid: str, status: str, record: dict) -> None:
+            if status == "failed":  # one line: the scan, the component and its distribution; verbatim
+                line = Text.assemble(("failed", "yellow"), f" {_shown(uid)}: {record.get('error')}")
+                stderr.print(line, highlight=False, soft_wrap=True)
+                if record.get("traceback") and os.environ.get("LUNGTK_DEBUG", "") not in ("", "0"):
+                    stderr.print(Text(str(record["traceback"]).rstrip()), highlight=False, soft_wrap=True)
             progress.advance(task)
 
         return run(pipeline, scans, out, resume=resume, on_scan=advance)
+
+
+def _say(message: str) -> None:
+    """A line for humans on stderr, printed as it is (paths and names may hold brackets)."""
+    stderr.print(Text(message), highlight=False, soft_wrap=True)
 
 
 def _print_timings(summary: RunSummary) -> None:
     from lungtk.pipeline.run import peak_rss_mb
 
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items() if v and k != "total")
-    note(
+    _say(
         f"time per stage: {stages}; total {summary.timings['total']:.1f}s; peak memory {peak_rss_mb():.0f} MiB"
     )
 
@@ -126,13 +138,19 @@ def run_command(
     Writes to OUT: findings.csv (LUNA16 submission columns plus diameter_mm, volume_mm3, texture,
     malignancy), findings.json (with components, versions, device and timings), masks/<uid>.nii.gz,
     fleischner.json and report.html. See `lungtk plugins list` for the components. A scan that cannot be
-    read is reported and skipped; the run then exits with status 1. Prints OUT on stdout.
+    read, or on which a component fails (raises, or returns what breaks its contract), is named on stderr
+    with the component and its distribution, recorded in findings.json and the report, and skipped; the
+    other scans go on, every output is written, and the run then exits with status 1. --resume reuses a
+    scan's saved results only when its files (size, time, content) and the settings are unchanged.
+    Prints OUT on stdout.
     """
     from lungtk.core.options import parse_assignments, parse_weights
     from lungtk.pipeline import GivenCandidates, Pipeline, expand_scans
 
     if not 0.0 <= threshold <= 1.0:
         raise LungtkError(f"--threshold {threshold}: use a probability between 0 and 1")
+    if batch_size < 1:
+        raise LungtkError(f"--batch-size {batch_size}: use a whole number of 1 or more")
     settings = parse_assignments(set_ or [])
     model_files = parse_weights(weights or [])
     found = expand_scans(scans)
@@ -153,19 +171,32 @@ def run_command(
     )
     on_cpu = [c.spec.name for c in pipeline.components if c.spec.cpu_only]
     if device.startswith("cuda") and on_cpu:
-        note(f"--device {device}: {', '.join(on_cpu)} use no GPU; they run on the CPU")
+        _say(f"--device {device}: {', '.join(on_cpu)} use no GPU; they run on the CPU")
     summary = _run(pipeline, found, out, resume)
     _print_timings(summary)
     done = len(summary.scans) - len(summary.failed)
-    note(
+    _say(
         f"{done} scan(s) analysed{f' ({summary.resumed} reused)' if summary.resumed else ''}, "
         f"{len(summary.findings)} finding(s); report: {out / 'report.html'}"
     )
-    stdout.print(str(out), highlight=False)
+    stdout.print(str(out), highlight=False, markup=False, soft_wrap=True)
+    _raise_if_failed(summary)
+
+
+def _shown(uid: str) -> str:
+    """A series UID as one line: quoted when it holds a line break or another unprintable character."""
+    return uid if uid.isprintable() else repr(uid)
+
+
+def _raise_if_failed(summary: RunSummary) -> None:
+    """Exit status 1 (after every output is written) when any scan failed, naming the first few."""
     if summary.failed:
-        names = ", ".join(s[LUNA16_ID] for s in summary.failed)
+        uids = [_shown(s[LUNA16_ID]) for s in summary.failed]
+        names = ", ".join(uids[:5]) + (f" and {len(uids) - 5} more" if len(uids) > 5 else "")
+        others = "; the others' results are written" if len(uids) < len(summary.scans) else ""
         raise LungtkError(
-            f"{len(summary.failed)} scan(s) could not be read: {names} (details in findings.json)"
+            f"{len(uids)} of {len(summary.scans)} scan(s) failed: {names}{others} "
+            f"(why: the lines above and {summary.out / 'findings.json'})"
         )
 
 
@@ -195,6 +226,7 @@ def demo(
     pipeline = Pipeline.from_registry(registry, detector, segmenter, [classifier])
     summary = _run(pipeline, expand_scans([out / "phantom" / "subset0"]), out / "results", False)
     _print_timings(summary)
+    _raise_if_failed(summary)
 
     record = summary.scans[0]
     table = Table(
@@ -215,8 +247,11 @@ def demo(
     stdout.print(table)
     stdout.print(_truth_table(out / "phantom" / "nodules.csv", record["findings"], pipeline.threshold))
     rec = record["recommendation"]
-    stdout.print(f"[bold]Fleischner 2017, category {rec['category']}[/]: {rec['recommendation']}")
-    stdout.print(f"Report: {(out / 'results' / 'report.html').resolve()}")
+    stdout.print(
+        Text.assemble((f"Fleischner 2017, category {rec['category']}", "bold"), f": {rec['recommendation']}"),
+        markup=False,
+    )
+    stdout.print(f"Report: {(out / 'results' / 'report.html').resolve()}", markup=False, soft_wrap=True)
 
 
 def _truth_table(nodules_csv: Path, findings: list[dict], threshold: float) -> Table:

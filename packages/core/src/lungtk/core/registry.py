@@ -87,6 +87,16 @@ class ComponentSpec:
                 f"{self.kind} '{self.name}' from {self.provider} cannot be loaded from "
                 f"'{self.factory}': {exc}; reinstall that package"
             ) from exc
+        except LungtkError:
+            raise
+        except (Exception, SystemExit) as exc:  # the module itself fails as it is imported
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            what = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+            raise LungtkError(
+                f"{self.kind} '{self.name}' from {self.provider} cannot be loaded from "
+                f"'{self.factory}': importing it raised {what}; report this to the maintainers of "
+                f"{self.distribution}"
+            ) from exc
         return obj
 
     def describe(self) -> dict[str, Any]:

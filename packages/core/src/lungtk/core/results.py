@@ -12,6 +12,16 @@ from lungtk.core.geometry import Geometry
 from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_PROBABILITY, LUNA16_XYZ
 
 
+def _number(value: Any, what: str) -> float:
+    """``value`` as a float; text, ``None`` and other non-numbers are a ValueError naming ``what``."""
+    if isinstance(value, str | bytes) or value is None:
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+
+
 def equivalent_diameter(volume_mm3: float) -> float:
     """Diameter (mm) of the sphere of that volume (mm³)."""
     return float((6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0))
@@ -31,18 +41,31 @@ class Candidate:
     source: str = ""
 
     def __post_init__(self) -> None:
-        center = tuple(float(v) for v in self.center_xyz)
+        try:
+            center = tuple(_number(v, "center_xyz") for v in self.center_xyz)
+        except TypeError:
+            raise ValueError(f"center_xyz must be 3 finite numbers, got {self.center_xyz!r}") from None
         if len(center) != 3 or not all(np.isfinite(center)):
             raise ValueError(f"center_xyz must be 3 finite numbers, got {self.center_xyz!r}")
         object.__setattr__(self, "center_xyz", center)
-        if not (self.diameter_mm >= 0 and np.isfinite(self.diameter_mm)):
+        diameter = _number(self.diameter_mm, "diameter_mm")
+        if not (diameter >= 0 and np.isfinite(diameter)):
             raise ValueError(f"diameter_mm must be finite and >= 0, got {self.diameter_mm!r}")
-        if not (0.0 <= self.probability <= 1.0):
+        probability = _number(self.probability, "probability")
+        if not (0.0 <= probability <= 1.0):
             raise ValueError(f"probability must be in [0, 1], got {self.probability!r}")
-        object.__setattr__(self, "diameter_mm", float(self.diameter_mm))
-        object.__setattr__(self, "probability", float(self.probability))
+        object.__setattr__(self, "diameter_mm", diameter)
+        object.__setattr__(self, "probability", probability)
         if self.box_mm is not None:
-            object.__setattr__(self, "box_mm", tuple(float(v) for v in self.box_mm))
+            try:
+                box = tuple(_number(v, "box_mm") for v in self.box_mm)
+            except TypeError:
+                box = ()
+            if len(box) != 6 or not all(np.isfinite(box)) or any(box[k] > box[k + 3] for k in range(3)):
+                raise ValueError(
+                    f"box_mm must be 6 finite numbers x0, y0, z0 <= x1, y1, z1, got {self.box_mm!r}"
+                )
+            object.__setattr__(self, "box_mm", box)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,10 +89,23 @@ class NoduleMask:
     texture: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
-        mask = np.asarray(self.mask, dtype=bool)
-        if mask.ndim != 3:
-            raise ValueError(f"a nodule mask must be 3D (index, row, col), got shape {mask.shape}")
-        object.__setattr__(self, "mask", mask)
+        given = np.asarray(self.mask)
+        if given.ndim != 3:
+            raise ValueError(f"a nodule mask must be 3D (index, row, col), got shape {given.shape}")
+        # 0/1 of any number type is a mask; NaN, probabilities or labels are not (cast, they would all
+        # silently become "inside").
+        if given.dtype != np.bool_ and (
+            given.dtype.kind not in "iuf" or (given.size and not np.isin(given, (0, 1)).all())
+        ):
+            raise ValueError(
+                f"a nodule mask must hold booleans or 0/1, got {given.dtype} values other than 0 and 1 "
+                "(threshold a probability map first)"
+            )
+        if not isinstance(self.geometry, Geometry):
+            raise ValueError(
+                f"a nodule mask's geometry must be a Geometry, got {type(self.geometry).__name__}"
+            )
+        object.__setattr__(self, "mask", given.astype(bool, copy=False))
 
     @property
     def volume_mm3(self) -> float:

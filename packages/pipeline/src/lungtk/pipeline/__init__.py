@@ -9,9 +9,19 @@ No typer and no torch are imported here; components come from the plug-in regist
 >>> summary = run(pipe, expand_scans(["scans/"]), Path("out"))
 """
 
+from lungtk.pipeline.contract import ScanError
 from lungtk.pipeline.engine import Pipeline, resolve_device
 from lungtk.pipeline.given import GivenCandidates
 from lungtk.pipeline.inputs import expand_scans
-from lungtk.pipeline.run import RunSummary, run
+from lungtk.pipeline.run import OutputError, RunSummary, run
 
-__all__ = ["GivenCandidates", "Pipeline", "RunSummary", "expand_scans", "resolve_device", "run"]
+__all__ = [
+    "GivenCandidates",
+    "OutputError",
+    "Pipeline",
+    "RunSummary",
+    "ScanError",
+    "expand_scans",
+    "resolve_device",
+    "run",
+]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lungtk.core import Detector, Finding, LungtkError, Precision, Registry, RunOptions, Volume
+from lungtk.core import Detector, Finding, LungtkError, NoduleMask, Precision, Registry, RunOptions, Volume
 from lungtk.core.labels import (
     LUNA16_DIAMETER,
     LUNA16_ID,
@@ -35,6 +35,15 @@ from lungtk.ct_io.crops import paste
 from lungtk.ct_io.measure import measure
 from lungtk.fleischner import Nodule, Recommendation, parse_texture
 from lungtk.fleischner.tables import Case, recommend_cases
+from lungtk.pipeline.contract import (
+    as_list,
+    calling,
+    check_built,
+    check_candidates,
+    check_labels,
+    check_masks,
+    one_line,
+)
 
 STAGES = ("read", "detect", "segment", "classify", "fleischner", "write")
 ASSUMED_TEXTURE = SOLID
@@ -46,9 +55,28 @@ class Component:
 
     spec: ComponentSpec
     instance: Any
+    supplied: str | None = None  # a ready-made detector: what the caller gave (e.g. a candidates table)
+    options: RunOptions | None = None  # what its factory received (settings, weights, precision)
 
     def describe(self) -> dict[str, str]:
         return {"name": self.spec.name, "distribution": self.spec.distribution, "version": self.spec.version}
+
+    @property
+    def label(self) -> str:
+        """Who to name in a message: the component and the distribution that registered it."""
+        if self.supplied:
+            return self.supplied
+        return f"{self.spec.kind} '{self.spec.name}' ({self.spec.provider})"
+
+    @property
+    def advice(self) -> str:
+        if self.supplied:
+            return "check what was given (locations in patient mm, x y z as LUNA16 gives them)"
+        return f"report this to the maintainers of {self.spec.distribution}"
+
+    @property
+    def verb(self) -> str:
+        return "gives" if self.supplied else "returned"
 
 
 def resolve_device(spec: str, needed: bool) -> str:
@@ -88,6 +116,28 @@ def _ready(detector: Detector) -> ComponentSpec:
         version=pipeline_version(),
         cpu_only=True,
     )
+
+
+def _supplied(detector: Any) -> str:
+    table = getattr(detector, "table", None)
+    if table:
+        return f"the candidates table {table}"
+    return f"the given detector {getattr(detector, 'source', type(detector).__name__)!r}"
+
+
+def _build(spec: ComponentSpec, options: RunOptions, supplied: str | None) -> Component:
+    """Call the factory; whatever it raises names the component and its distribution."""
+    factory = spec.load()
+    component = Component(spec, None, supplied, options)
+    try:
+        instance = factory(options)
+    except LungtkError as exc:
+        raise LungtkError(f"{component.label} cannot be built: {one_line(exc)}") from exc
+    except (Exception, SystemExit) as exc:
+        raise LungtkError(
+            f"{component.label} cannot be built: its factory failed: {one_line(exc)}; {component.advice}"
+        ) from exc
+    return replace(component, instance=instance)
 
 
 def pipeline_version() -> str:
@@ -160,6 +210,7 @@ class ScanResult:
     recommendation: Recommendation | None = None
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    stage: str | None = None  # the stage running now or last
 
     @property
     def ok(self) -> bool:
@@ -169,12 +220,15 @@ class ScanResult:
 class Timer:
     """Adds up seconds per stage."""
 
-    def __init__(self, into: dict[str, float]) -> None:
+    def __init__(self, into: dict[str, float], result: ScanResult | None = None) -> None:
         self.into = into
+        self.result = result  # whose ``stage`` says which stage runs now (what a failure is blamed on)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
+        if self.result is not None:
+            self.result.stage = name
         try:
             yield
         finally:
@@ -236,11 +290,19 @@ class Pipeline:
             for spec in everyone
         }  # settings and weights all checked before torch is imported or anything is built
         resolved = resolve_device(device, any(not spec.cpu_only for spec in everyone))
+        supplied = None if isinstance(detector, str) else _supplied(detector)
         built: dict[ComponentSpec, Component] = {}
         for spec in everyone:
             if spec not in built:  # one instance when a component plays two roles
                 run_on = "cpu" if spec.cpu_only else resolved
-                built[spec] = Component(spec, spec.load()(replace(completed[spec], device=run_on)))
+                given = supplied if spec is detector_spec else None
+                built[spec] = _build(spec, replace(completed[spec], device=run_on), given)
+        for spec, method in (
+            (roles["detector"], "detect"),
+            (roles["segmenter"], "segment"),
+            *((s, "classify") for s in classifier_specs),
+        ):
+            check_built(built[spec], method)
         return cls(
             built[roles["detector"]],
             built[roles["segmenter"]],
@@ -262,25 +324,29 @@ class Pipeline:
         }
 
     def analyse(self, ct: Volume, result: ScanResult) -> None:
-        """Detect, segment, classify and measure ``ct``; fill ``result`` (rows sorted by probability)."""
-        timer = Timer(result.timings)
+        """Detect, segment, classify and measure ``ct``; fill ``result`` (rows sorted by probability).
+
+        Each component's output is checked where it comes back (:mod:`lungtk.pipeline.contract`): an
+        exception or an output that breaks the contract is a :class:`~lungtk.pipeline.contract.ScanError`
+        naming the component and its distribution."""
+        timer = Timer(result.timings, result)
         with timer.stage("detect"):
-            candidates = sorted(self.detector.instance.detect(ct), key=lambda c: -c.probability)
+            with calling(self.detector, "detect", "detect"):
+                got = as_list(self.detector.instance.detect(ct))
+            candidates = sorted(check_candidates(got, ct, self.detector), key=lambda c: -float(c.probability))
         with timer.stage("segment"):
-            masks = []
+            masks: list[NoduleMask | None] = []
             for start in range(0, len(candidates), self.batch_size):
                 batch = candidates[start : start + self.batch_size]
-                got = self.segmenter.instance.segment(ct, batch)
-                if len(got) != len(batch):
-                    raise LungtkError(
-                        f"segmenter '{self.segmenter.spec.name}' returned {len(got)} masks for {len(batch)} "
-                        f"candidates; report this to {self.segmenter.spec.distribution}"
-                    )
-                masks.extend(got)
+                with calling(self.segmenter, "segment", "segment"):
+                    got = as_list(self.segmenter.instance.segment(ct, batch))
+                masks.extend(check_masks(got, batch, ct, self.segmenter))
             findings = [Finding(c, m) for c, m in zip(candidates, masks, strict=True)]
         with timer.stage("classify"):
             for classifier in self.classifiers:
-                labels = classifier.instance.classify(ct, findings)
+                with calling(classifier, "classify", "classify"):
+                    got = as_list(classifier.instance.classify(ct, findings))
+                labels = check_labels(got, findings, classifier)
                 findings = [f.with_labels(lab) for f, lab in zip(findings, labels, strict=True)]
             rows = [self._row(ct, result.seriesuid, i, f) for i, f in enumerate(findings, start=1)]
         result.findings, result.rows = findings, rows
@@ -310,7 +376,7 @@ class Pipeline:
 
     def recommend(self, result: ScanResult) -> None:
         """The follow-up recommendation from the findings at or above ``threshold``."""
-        with Timer(result.timings).stage("fleischner"):
+        with Timer(result.timings, result).stage("fleischner"):
             nodules = [
                 Nodule(
                     texture=parse_texture(row.texture),

@@ -26,6 +26,7 @@ class GivenCandidates:
 
     by_scan: dict[str, list[Candidate]] = field(default_factory=dict)
     source: str = "given"
+    table: str = ""  # the file the locations came from (named when one of them is unusable)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> GivenCandidates:
@@ -50,7 +51,7 @@ class GivenCandidates:
             )
         if not by_scan:
             raise LungtkError(f"{path}: the table has no rows; give one location per line")
-        return cls(by_scan)
+        return cls(by_scan, table=str(path))
 
     def detect(self, ct: Volume) -> list[Candidate]:
         return list(self.by_scan.get(ct.series_uid, []))

@@ -7,6 +7,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from numpy.typing import NDArray
@@ -116,7 +117,7 @@ def _scan_section(scan: dict[str, Any], threshold: float) -> str:
         if not pics:
             continue
         imgs = "".join(
-            f"<img src='{html.escape(pics[p])}' alt='{p} slice through finding {row['finding']}' title='{p}'>"
+            f"<img src='{html.escape(quote(pics[p]))}' alt='{p} slice through finding {row['finding']}' title='{p}'>"
             for p in PLANES
             if p in pics
         )

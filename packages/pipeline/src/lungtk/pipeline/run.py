@@ -7,31 +7,55 @@ OUT/
   report.html           recommendation, findings table and thumbnails per scan
   masks/<uid>.nii.gz    the reported findings' labels in the scan's geometry
   thumbnails/<uid>/     PNG slices used by the report
-  scans/<uid>.json      each scan's results (what --resume reuses)
+  scans/<uid>.json      each scan's results (what --resume reuses when the scan's files and the
+                        settings are unchanged)
+
+A scan that fails (it cannot be read; a component raises or returns what breaks its contract) is recorded
+with its stage, component and distribution in findings.json and report.html, and the other scans go on.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import io
 import json
+import os
 import resource
 import sys
+import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from lungtk.core import LungtkError, write_text
 from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_ID, MALIGNANCY, SUBMISSION_COLUMNS, TEXTURE
-from lungtk.pipeline.engine import STAGES, Pipeline, ScanResult, Timer, pipeline_version
+from lungtk.pipeline.contract import ScanError, one_line
+from lungtk.pipeline.engine import STAGES, Component, Pipeline, ScanResult, Timer, pipeline_version
+from lungtk.pipeline.identity import source_identity
 from lungtk.pipeline.report import render_report, write_thumbnails
+
+T = TypeVar("T")
 
 # LUNA16's submission columns, then what the pipeline measured and classified (empty when unknown).
 CSV_COLUMNS = (*SUBMISSION_COLUMNS, LUNA16_DIAMETER, "volume_mm3", TEXTURE, MALIGNANCY)
 MAX_THUMBNAILS = 12  # per scan, the most probable reported findings
+MAX_UID_BYTES = 200  # a series UID names files (<uid>.nii.gz, <uid>.json): it must fit a file name
+# A write that fails for one of these reasons would fail for every scan: the run stops.
+STOP_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+class OutputError(LungtkError):
+    """An output cannot be written (a full disk, a folder that cannot be written): the run stops, naming
+    the file; the scans already done are kept in scans/ for ``--resume``."""
 
 
 def peak_rss_mb() -> float:
@@ -48,6 +72,7 @@ class RunSummary:
     scans: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     resumed: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -60,11 +85,13 @@ class RunSummary:
 
 def check_writable(out: Path) -> None:
     """Create ``out`` and prove a file can be written there, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise LungtkError(f"{out}: is a file, not a folder; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".lungtk-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".lungtk-write-test.", dir=out)  # concurrent runs: own names
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise LungtkError(
             f"{out}: cannot write the output folder ({exc.strerror or exc}); choose another --out"
@@ -72,59 +99,249 @@ def check_writable(out: Path) -> None:
 
 
 def _settings(pipeline: Pipeline) -> dict[str, Any]:
+    """Everything besides the scan that decides a scan's results: a saved result is reused only when all
+    of it is the same (components and versions, their settings, weights files and precision, the
+    threshold and the follow-up scheme)."""
     return {
         "components": pipeline.describe(),
+        "options": {f"{c.spec.kind}:{c.spec.name}": _options(c) for c in pipeline.components},
         "threshold": pipeline.threshold,
         "scheme": pipeline.scheme,
         "risk": pipeline.risk,
     }
 
 
-def _process(pipeline: Pipeline, uid: str, path: Path, out: Path) -> dict[str, Any]:
-    """Analyse one scan and write its mask, thumbnails and record; a scan that cannot be read is
-    recorded with its error (other errors are bugs and propagate)."""
-    from lungtk.ct_io import read_ct, write_image
+def _options(component: Component) -> dict[str, Any]:
+    options = component.options
+    if options is None:
+        return {}
+    weights = None
+    if options.weights is not None:
+        try:
+            weights = {"path": str(options.weights), **source_identity(options.weights)}
+        except (OSError, ValueError):
+            weights = {"path": str(options.weights)}
+    return {"settings": dict(options.settings), "precision": options.precision, "weights": weights}
+
+
+def _given(pipeline: Pipeline, uid: str) -> Any:
+    """The given locations of ``uid`` (a ready-made detector such as a candidates table), as a digest."""
+    by_scan = getattr(pipeline.detector.instance, "by_scan", None)
+    if not pipeline.detector.supplied:
+        return None
+    if not isinstance(by_scan, dict):
+        return "unknown"  # a detector given by the caller that cannot say what it gives: never reused
+    rows = [c.as_dict() for c in by_scan.get(uid, [])]
+    return hashlib.blake2b(json.dumps(rows, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def _strict(data: Any) -> str:
+    """JSON that any reader accepts: NaN or infinity anywhere is a bug caught here, not a bare ``NaN``."""
+    return json.dumps(data, indent=1, allow_nan=False) + "\n"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _writing(target: Path, write: Callable[[], T], *, scan_level: bool = False) -> T:
+    """Run ``write`` (which writes ``target``); a failure names ``target``, never a temporary file. A full
+    disk or a folder that cannot be written stops the run (:class:`OutputError`); any other failure of a
+    scan's own file (``scan_level``) fails that scan only."""
+    try:
+        return write()
+    except (ScanError, OutputError):
+        raise
+    except LungtkError as exc:  # a writer that names its file itself (lungtk.ct_io's CTWriteError)
+        cause = exc.__cause__ or exc.__context__
+        code = cause.errno if isinstance(cause, OSError) else None
+        if scan_level and code not in STOP_ERRNOS:
+            raise ScanError(one_line(exc), stage="write") from exc
+        raise OutputError(
+            f"{one_line(exc)}; then run again with --resume to keep the scans already done"
+        ) from exc
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if scan_level and exc.errno not in STOP_ERRNOS:
+            raise ScanError(f"{target}: cannot write ({reason})", stage="write") from exc
+        raise OutputError(
+            f"{target}: cannot write ({reason}); free some space or fix the folder's permissions (or choose "
+            "another --out), then run again with --resume to keep the scans already done"
+        ) from None
+
+
+def _read(path: Path) -> Any:
+    """``read_ct(path)``; every way it can fail is a :class:`ScanError` of the read stage."""
+    from lungtk.ct_io import read_ct
+
+    reader = "lungtk-ct-io"
+    try:
+        ct = read_ct(path)
+    except LungtkError as exc:
+        raise ScanError(one_line(exc), stage="read", distribution=reader) from exc
+    except OSError as exc:
+        raise ScanError(
+            f"{path}: cannot be read ({exc.strerror or exc})", stage="read", distribution=reader
+        ) from exc
+    except MemoryError as exc:
+        raise ScanError(f"{path}: too large to read into memory", stage="read", distribution=reader) from exc
+    except Exception as exc:
+        raise ScanError(
+            f"{path}: cannot be read: {reader} {_version(reader)} raised {one_line(exc)}; report this to the "
+            f"maintainers of {reader}",
+            stage="read",
+            distribution=reader,
+            details="".join(traceback.format_exception(exc)),
+        ) from exc
+    shape = np.shape(ct.array)
+    if len(shape) != 3 or 0 in shape:
+        raise ScanError(f"{path}: holds no 3D volume (shape {shape})", stage="read", distribution=reader)
+    return ct
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"
+
+
+def _check_uid(uid: str) -> None:
+    """A series UID names the scan's files in OUT, so it must be a plain file name."""
+    if (
+        not isinstance(uid, str)
+        or uid.strip() in ("", ".", "..")
+        or "/" in uid
+        or any(ord(c) < 32 for c in uid)
+        or len(uid.encode("utf-8", "surrogateescape")) > MAX_UID_BYTES
+    ):
+        raise ScanError(
+            f"series UID {uid!r} cannot name a file (empty, a path, control characters or over "
+            f"{MAX_UID_BYTES} bytes); rename the scan",
+            stage="read",
+        )
+
+
+def _process(
+    pipeline: Pipeline, uid: str, path: Path, out: Path, source: Any, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Analyse one scan and write its mask, thumbnails and record. Whatever goes wrong with this scan - it
+    cannot be read, a component raises or breaks its contract - is recorded in the returned record (with
+    the stage, the component and its distribution) and the run goes on; only an output that cannot be
+    written (:class:`OutputError`) stops the run."""
+    from lungtk.ct_io import write_image
 
     result = ScanResult(uid, str(path))
-    timer = Timer(result.timings)
-    record: dict[str, Any] = {LUNA16_ID: uid, "path": str(path), **_settings(pipeline)}
+    timer = Timer(result.timings, result)
+    base: dict[str, Any] = {
+        LUNA16_ID: uid,
+        "path": str(path),
+        **settings,
+        "source": source,
+        "given": _given(pipeline, uid),
+    }
+    record = dict(base)
     try:
+        _check_uid(uid)
         with timer.stage("read"):
-            ct = read_ct(path)
-    except (LungtkError, OSError) as exc:
-        reason = str(exc) if isinstance(exc, LungtkError) else f"{exc.strerror or exc} ({path})"
-        record.update(error=reason, findings=[], timings_s=result.timings)
-        return record
-    pipeline.analyse(ct, result)
-    pipeline.recommend(result)
-    with timer.stage("write"):
-        mask_path = Path("masks") / f"{uid}.nii.gz"
-        write_image(out / mask_path, pipeline.label_volume(ct.shape, result, ct.geometry), ct.geometry)
-        thumbnails = {}
-        for row, finding in pipeline.reported(result)[:MAX_THUMBNAILS]:
-            names = write_thumbnails(ct, finding, out / "thumbnails" / uid, str(row.finding))
-            thumbnails[str(row.finding)] = {p: f"thumbnails/{uid}/{n}" for p, n in names.items()}
-    record.update(
-        shape=list(ct.shape),
-        spacing=[round(float(s), 4) for s in ct.geometry.spacing],
-        findings=[r.as_dict() for r in result.rows],
-        recommendation=result.recommendation.as_dict() if result.recommendation else None,
-        mask=str(mask_path),
-        thumbnails=thumbnails,
-        timings_s={k: round(v, 4) for k, v in result.timings.items()},
-    )
-    write_text(out / "scans" / f"{uid}.json", json.dumps(record, indent=1) + "\n")
+            ct = _read(path)
+        pipeline.analyse(ct, result)
+        pipeline.recommend(result)
+        record.update(
+            shape=[int(n) for n in ct.shape],
+            spacing=[round(float(s), 4) for s in ct.geometry.spacing],
+            findings=[r.as_dict() for r in result.rows],
+            recommendation=result.recommendation.as_dict() if result.recommendation else None,
+        )
+        _strict(record)  # no NaN reaches the outputs
+        with timer.stage("write"):
+            mask_path = Path("masks") / f"{uid}.nii.gz"
+            labels = pipeline.label_volume(ct.shape, result, ct.geometry)
+            _writing(
+                out / mask_path, lambda: write_image(out / mask_path, labels, ct.geometry), scan_level=True
+            )
+            thumbnails = {}
+            for row, finding in pipeline.reported(result)[:MAX_THUMBNAILS]:
+                folder = out / "thumbnails" / uid
+                names = _writing(
+                    folder,
+                    lambda f=finding, r=row, d=folder: write_thumbnails(ct, f, d, str(r.finding)),
+                    scan_level=True,
+                )
+                thumbnails[str(row.finding)] = {p: f"thumbnails/{uid}/{n}" for p, n in names.items()}
+        record.update(
+            mask=str(mask_path),
+            thumbnails=thumbnails,
+            timings_s={k: round(v, 4) for k, v in result.timings.items()},
+        )
+        target = out / "scans" / f"{uid}.json"
+        text = _strict(record)
+        _writing(target, lambda: write_text(target, text), scan_level=True)
+    except OutputError:
+        raise
+    except ScanError as exc:
+        return _failed(base, result, str(exc), exc.as_record(), exc.details)
+    except Exception as exc:  # a bug in lungtk itself, met on this scan: the other scans still run
+        stage = result.stage or "read"
+        failure = {"stage": stage, "kind": None, "component": None, "distribution": "lungtk-pipeline"}
+        message = (
+            f"the {stage} stage failed: {one_line(exc)}; this is a bug in lungtk-pipeline "
+            f"{pipeline_version()}, please report it with the traceback in findings.json"
+        )
+        return _failed(base, result, message, failure, "".join(traceback.format_exception(exc)))
     return record
 
 
-def _reusable(out: Path, uid: str, pipeline: Pipeline) -> dict[str, Any] | None:
-    path = out / "scans" / f"{uid}.json"
+def _failed(
+    base: dict[str, Any], result: ScanResult, message: str, failure: dict[str, Any], details: str | None
+) -> dict[str, Any]:
+    record = {**base, "error": message, "failure": failure, "findings": [], "timings_s": result.timings}
+    record["timings_s"] = {k: round(v, 4) for k, v in result.timings.items()}
+    if details:
+        record["traceback"] = details
+    return record
+
+
+def _reusable(
+    out: Path, uid: str, path: Path, source: Any, pipeline: Pipeline, settings: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The saved record of ``uid`` when it was made from the same scan (its identity: sizes, times and
+    content hashes) with the same components and settings, and its mask and thumbnails are still there."""
+    if source is None:
+        return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(
+            (out / "scans" / f"{uid}.json").read_text(encoding="utf-8"), parse_constant=_refuse_constant
+        )
     except (OSError, ValueError):
         return None
-    same = all(record.get(k) == v for k, v in _settings(pipeline).items())
-    return record if same and not record.get("error") and (out / record.get("mask", "")).is_file() else None
+    if not isinstance(record, dict) or record.get(LUNA16_ID) != uid or record.get("error"):
+        return None
+    if record.get("given") == "unknown" or record.get("given") != _given(pipeline, uid):
+        return None
+    if record.get("source") != source or any(record.get(k) != v for k, v in settings.items()):
+        return None
+    findings, thumbnails = record.get("findings"), record.get("thumbnails")
+    if not isinstance(findings, list) or not all(
+        isinstance(f, dict) and all(c in f for c in CSV_COLUMNS) for f in findings
+    ):
+        return None
+    files = [record.get("mask")]
+    if isinstance(thumbnails, dict):
+        files += [name for pics in thumbnails.values() if isinstance(pics, dict) for name in pics.values()]
+    else:
+        return None
+    if not all(isinstance(f, str) and f and (out / f).is_file() for f in files):
+        return None
+    record["path"] = str(path)  # the same scan, wherever it is now
+    return record
+
+
+def _identity(path: Path) -> Any:
+    try:
+        return source_identity(path)
+    except (OSError, ValueError):
+        return None  # cannot be read: the read stage says why
 
 
 def run(
@@ -133,28 +350,42 @@ def run(
     out: Path,
     *,
     resume: bool = False,
-    on_scan: Callable[[str, str], None] | None = None,
+    on_scan: Callable[[str, str, dict[str, Any]], None] | None = None,
 ) -> RunSummary:
-    """Run ``pipeline`` on every scan; ``on_scan(uid, status)`` reports progress. Writes all outputs."""
+    """Run ``pipeline`` on every scan and write all outputs; ``on_scan(uid, status, record)`` reports
+    progress (status ``done``, ``reused`` or ``failed``; a failed record's ``error`` says why).
+
+    A scan that fails (unreadable, or a component that raises or returns what breaks its contract) is
+    recorded and the others go on: see :attr:`RunSummary.failed`. An output that cannot be written stops
+    the run with an :class:`OutputError` naming the file."""
+    uids = [uid for uid, _ in scans]
+    twice = sorted({u for u in uids if uids.count(u) > 1})
+    if twice:
+        raise LungtkError(f"series UID {twice[0]!r} is given more than once; each scan must be given once")
     check_writable(out)
-    summary = RunSummary(out)
+    settings = _settings(pipeline)
+    summary = RunSummary(out, settings=settings)
     started = time.perf_counter()
     for uid, path in scans:
-        record = _reusable(out, uid, pipeline) if resume else None
+        path = Path(path)
+        source = _identity(path)
+        record = _reusable(out, uid, path, source, pipeline, settings) if resume else None
         reused = record is not None
         if record is not None:
             summary.resumed += 1
         else:
-            record = _process(pipeline, uid, path, out)
+            record = _process(pipeline, uid, path, out, source, settings)
             for stage, seconds in record.get("timings_s", {}).items():
                 summary.timings[stage] = summary.timings.get(stage, 0.0) + seconds
         summary.scans.append(record)
         if on_scan:
-            on_scan(uid, "failed" if record.get("error") else ("reused" if reused else "done"))
+            on_scan(uid, "failed" if record.get("error") else ("reused" if reused else "done"), record)
     summary.timings = {s: round(summary.timings.get(s, 0.0), 3) for s in STAGES}
     summary.timings["total"] = round(time.perf_counter() - started, 3)
     write_outputs(pipeline, summary)
-    write_text(out / "findings.json", json.dumps(_findings_json(pipeline, summary), indent=1) + "\n")
+    target = out / "findings.json"
+    text = _strict(_findings_json(pipeline, summary))
+    _writing(target, lambda: write_text(target, text))
     return summary
 
 
@@ -171,16 +402,19 @@ def _findings_json(pipeline: Pipeline, summary: RunSummary) -> dict[str, Any]:
     return {
         "lungtk_pipeline": pipeline_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **_settings(pipeline),
+        **summary.settings,
         "device": pipeline.device,
         "timings_s": summary.timings,
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "failed": len(summary.failed),
         "scans": [
             {
                 LUNA16_ID: s[LUNA16_ID],
                 "path": s["path"],
                 "status": "failed" if s.get("error") else "ok",
                 "error": s.get("error"),
+                **({"failure": s["failure"]} if s.get("failure") else {}),
+                **({"traceback": s["traceback"]} if s.get("traceback") else {}),
                 "findings": len(s.get("findings", [])),
                 "mask": s.get("mask"),
                 "timings_s": s.get("timings_s", {}),
@@ -194,19 +428,19 @@ def _findings_json(pipeline: Pipeline, summary: RunSummary) -> dict[str, Any]:
 def write_outputs(pipeline: Pipeline, summary: RunSummary) -> None:
     """findings.csv, fleischner.json and report.html from the per-scan records."""
     out = summary.out
-    write_text(out / "findings.csv", findings_csv(summary.findings))
     recommendations = [s["recommendation"] for s in summary.scans if s.get("recommendation")]
-    write_text(
-        out / "fleischner.json",
-        json.dumps(
-            {"scheme": pipeline.scheme, "risk": pipeline.risk, "recommendations": recommendations}, indent=1
-        )
-        + "\n",
-    )
     report_summary = {
         "components": pipeline.describe(),
         "device": pipeline.device,
         "lungtk_pipeline": pipeline_version(),
         "timings_s": {k: v for k, v in summary.timings.items() if v},
     }
-    write_text(out / "report.html", render_report(report_summary, summary.scans, pipeline.threshold))
+    texts = {
+        "findings.csv": findings_csv(summary.findings),
+        "fleischner.json": _strict(
+            {"scheme": pipeline.scheme, "risk": pipeline.risk, "recommendations": recommendations}
+        ),
+        "report.html": render_report(report_summary, summary.scans, pipeline.threshold),
+    }
+    for name, text in texts.items():
+        _writing(out / name, lambda t=out / name, x=text: write_text(t, x))
