@@ -46,3 +46,29 @@ def test_data_errors_are_one_line(tmp_path, lungtk_cli):
     fake_luna(tmp_path / "luna")
     proc = lungtk_cli("data", "split", tmp_path / "luna", "--val", "0.7", "--test", "0.5", check=1)
     assert "fractions" in proc.stderr
+
+
+def test_data_split_refuses_fractions_and_folds_that_make_no_split(tmp_path, lungtk_cli):
+    fake_luna(tmp_path / "luna")
+    for args, message in (
+        (("--val", "-0.5"), "--val must be a fraction of the patients between 0 and 1, got -0.5"),
+        (("--val", "nan"), "--val must be a fraction"),
+        (("--test", "2"), "--test must be a fraction"),
+        (("--val", "0.6", "--test", "0.6"), "add up to more than 1"),
+        (("--folds", "-1"), "--folds must be 2 or more"),
+        (("--folds", "1"), "--folds must be 2 or more"),
+    ):
+        proc = lungtk_cli("data", "split", tmp_path / "luna", *args, check=1)
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_data_info_on_luna16_with_lung_masks_and_duplicates(tmp_path, lungtk_cli):
+    root = tmp_path / "flat"
+    geometry = Geometry(np.zeros(3), np.ones(3), np.eye(3))
+    write_image(root / "1.1.mhd", np.zeros((2, 3, 4), np.int16), geometry)
+    write_image(root / "seg-lungs-LUNA16" / "1.1.mhd", np.zeros((2, 3, 4), np.uint8), geometry)
+    info = json.loads(lungtk_cli("data", "info", root, "--json", check=0).stdout)
+    assert info["dataset"] == "luna16" and info["scans_on_disk"] == 1
+    write_image(root / "copy" / "1.1.nii.gz", np.zeros((2, 3, 4), np.int16), geometry)
+    proc = lungtk_cli("data", "info", root, check=1)
+    assert "two files have the series UID 1.1" in proc.stderr

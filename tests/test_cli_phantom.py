@@ -61,3 +61,27 @@ def test_phantom_bad_options_are_one_line(tmp_path, lungtk_cli):
     blocker.write_text("not a folder")
     proc = lungtk_cli("phantom", "--out", blocker / "sub", "--shape", "64,96,96", check=1)
     assert "cannot create the output folder" in proc.stderr
+
+
+def test_phantom_refuses_bad_numbers_and_a_folder_of_another_set(tmp_path, lungtk_cli):
+    for args, message in (
+        (("--seed", "-1"), "--seed must be a whole number, 0 or more; got -1"),
+        (("--spacing", "nan,1,1"), "--spacing takes three positive numbers"),
+        (("--shape", "32.5,64,64"), "--shape takes three comma-separated whole numbers"),
+    ):
+        proc = lungtk_cli("phantom", "--out", tmp_path / "x", "--shape", "32,64,64", *args, check=1)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert lines[-1] == f"error: {lines[-1][7:]}" and message in lines[-1], proc.stderr
+        assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    out = tmp_path / "set"
+    lungtk_cli(
+        "phantom", "--out", out, "--shape", "32,64,64", "--shapes", "parametric", "--seed", "1", check=0
+    )
+    proc = lungtk_cli(
+        "phantom", "--out", out, "--shape", "32,64,64", "--shapes", "parametric", "--seed", "2", check=1
+    )
+    assert "holds another phantom set (seed 1 there, 2 now)" in proc.stderr and "--overwrite" in proc.stderr
+    proc = lungtk_cli(
+        "phantom", "--out", out, "--shape", "32,64,64", "--shapes", "parametric", "--seed", "1", check=0
+    )
+    assert "already holds this phantom set" in proc.stderr and proc.stdout.strip() == str(out)

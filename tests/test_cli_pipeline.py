@@ -89,6 +89,7 @@ def test_findings_csv_has_luna16_columns_and_valid_values(pipeline_run) -> None:
         "volume_mm3",
         "texture",
         "malignancy",
+        "pathology",
     ]
     for row in rows:
         assert 0 <= float(row["probability"]) <= 1

@@ -146,3 +146,21 @@ def test_ggn_bad_settings():
         _ggn(mask="none", grouping="7")
     with pytest.raises(LungtkError, match="mask"):
         _ggn(mask="hard")
+
+
+def test_forest_on_encoder_features_separates_what_the_features_separate():
+    from lungtk.cls.forest import encoder_features, forest_probabilities
+    from lungtk.cls.networks import LunaModel
+
+    torch.manual_seed(0)
+    model = LunaModel(width=2, patch=(16, 16, 16)).eval()
+    rng = torch.Generator().manual_seed(1)
+    bright = torch.randn(20, 1, 16, 16, 16, generator=rng) + 3.0
+    dark = torch.randn(20, 1, 16, 16, 16, generator=rng)
+    features = encoder_features(model, torch.cat([bright, dark]).numpy())
+    assert features.shape == (40, model.head.in_features)
+    labels = [1] * 20 + [0] * 20
+    train = list(range(0, 40, 2))
+    test = list(range(1, 40, 2))
+    p = forest_probabilities(features[train], [labels[i] for i in train], features[test], trees=50)
+    assert p.shape == (20, 2) and ((p[:, 1] > 0.5) == [labels[i] == 1 for i in test]).all()

@@ -58,3 +58,19 @@ def test_within_radius_matrix_agrees_with_the_single_rule():
     assert labels.within_radius_matrix(points, np.zeros((0, 3)), []).shape == (40, 0)
     with pytest.raises(ValueError, match="2 centres but 1 diameters"):
         labels.within_radius_matrix(points, centres[:2], diameters[:1])
+
+
+@pytest.mark.parametrize(
+    ("texture", "solid_mm", "expected"),
+    [
+        ("ground-glass", 0.0, "AAH+AIS"),
+        ("part-solid", 3.0, "MIA"),
+        ("part-solid", 5.0, "MIA"),  # 5 mm or less: minimally invasive
+        ("part-solid", 5.01, "IAC"),
+        ("solid", 12.0, None),
+    ],
+)
+def test_pathology_of_the_solid_component_rule(texture, solid_mm, expected):
+    from lungtk.core.labels import pathology_of
+
+    assert pathology_of(texture, solid_mm) == expected

@@ -250,3 +250,21 @@ def test_patient_folds_are_balanced():
     assert sorted(np.bincount(list(folds.values())).tolist()) == [2, 2, 3, 3]
     with pytest.raises(LungtkError, match="folds need"):
         patient_folds(["a", "b"], k=3)
+
+
+def test_malignancy_table_pathology_column(luna):
+    write(
+        luna / "annotations_with_malignancy.csv",
+        "seriesuid,coordX,coordY,coordZ,diameter_mm,malignancy,pathology\n"
+        f"{UID_A},10.0,20.0,-30.0,8.0,3.5,MIA\n"
+        f"{UID_B},-50.5,0.0,-100.0,5.0,2.0,\n",
+    )
+    assert [a.pathology for a in load_luna16(luna).annotations] == ["MIA", None]
+    write(
+        luna / "annotations_with_malignancy.csv",
+        f"seriesuid,coordX,coordY,coordZ,diameter_mm,pathology\n{UID_A},10.0,20.0,-30.0,8.0,adenoma\n",
+    )
+    with pytest.raises(
+        LungtkError, match=r"line 2, column 'pathology': 'adenoma' is not one of AAH\+AIS, MIA, IAC"
+    ):
+        load_luna16(luna)

@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from lungtk.core import Geometry
 from lungtk.ct_io import SCAN_SUFFIXES, CTReadError, read_ct, write_image
+from lungtk.ct_io.errors import MultipleSeriesError
 from lungtk.ct_io.io.header import read_geometry
 from lungtk.ct_io.io.sitk import to_sitk
 from lungtk.ct_io.points import find_scans
@@ -149,9 +150,12 @@ def test_folder_with_two_series_lists_them_and_takes_series(tmp_path, volume):
     write_dicom_series(tmp_path / "dcm", volume, g, "1.2.3.100")
     write_dicom_series(tmp_path / "dcm", volume[:4] + 1, g, "1.2.3.200")
     with pytest.raises(
-        CTReadError, match=r"holds 2 DICOM series; pick one with --series UID: .*1\.2\.3\.100"
-    ):
+        MultipleSeriesError, match=r"holds 2 DICOM series: 1\.2\.3\.100 .*--series UID"
+    ) as err:
         read_ct(tmp_path / "dcm")
+    assert err.value.series == {"1.2.3.100": 3, "1.2.3.200": 4}
+    elsewhere = err.value.for_command({"--out"})  # a command without --series gets other advice
+    assert "--series UID" not in elsewhere.split("`")[0] and "folder of its own" in elsewhere
     second = read_ct(tmp_path / "dcm", series="1.2.3.200")
     np.testing.assert_array_equal(second.array, volume[:4] + 1)
     with pytest.raises(CTReadError, match="has no DICOM series 9.9"):

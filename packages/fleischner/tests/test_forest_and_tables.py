@@ -76,7 +76,7 @@ def test_read_csv_columns_in_any_order(tmp_path):
     ("text", "message"),
     [
         ("texture,diameter_mm\nglassy,5\n", "line 2, column 'texture': unknown texture 'glassy'"),
-        ("texture,diameter_mm\nsolid,-3\n", "line 2, column 'diameter_mm': must be a non-negative"),
+        ("texture,diameter_mm\nsolid,-3\n", "line 2, column 'diameter_mm': '-3' is out of range"),
         ("texture,diameter_mm\nsolid,big\n", "line 2, column 'diameter_mm': 'big' is not a number"),
         ("patient,diameter_mm\nA,5\n", "no column 'texture'"),
         ("texture,size\nsolid,5\n", "needs a 'volume_mm3' or a 'diameter_mm' column"),

@@ -167,3 +167,25 @@ def test_lidc_library_holds_real_multi_reader_nodules():
     assert textures == set(Texture)
     mask, spacing = library[0].consensus()
     assert mask.any() and spacing[1] == spacing[2] == library[0].pixel_spacing
+
+
+def test_ggn_fraction_gives_subsolid_nodules_labelled_by_their_solid_part(tmp_path):
+    from lungtk.core.labels import pathology_of
+
+    write_phantoms(
+        tmp_path / "ggn", 3, seed=4, shape=SMALL, shapes="parametric", n_nodules=3, ggn_fraction=1.0
+    )
+    table = rows(tmp_path / "ggn" / "nodules.csv")
+    assert table and all(r["texture"] in ("ground-glass", "part-solid") for r in table)
+    for r in table:  # the rule, from the table's own texture and solid part
+        assert r["pathology"] == pathology_of(r["texture"], float(r["solid_component_mm"]))
+    rated = rows(tmp_path / "ggn" / "annotations_with_malignancy.csv")
+    assert {r["pathology"] for r in rated} <= {"AAH+AIS", "MIA", "IAC"} and rated
+    write_phantoms(
+        tmp_path / "solid", 2, seed=4, shape=SMALL, shapes="parametric", n_nodules=2, ggn_fraction=0.0
+    )
+    assert all(
+        r["texture"] == "solid" and r["pathology"] == "" for r in rows(tmp_path / "solid" / "nodules.csv")
+    )
+    with pytest.raises(LungtkError, match="--ggn-fraction"):
+        write_phantoms(tmp_path / "bad", 1, seed=4, shape=SMALL, ggn_fraction=1.5)

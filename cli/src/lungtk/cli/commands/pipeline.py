@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from lungtk.cli.console import progress_bar, stderr, stdout
+from lungtk.cli.console import progress_bar, status, stderr, stdout
 from lungtk.core import LungtkError, get_registry
 from lungtk.core.labels import (
     LUNA16_DIAMETER,
@@ -221,8 +221,8 @@ def demo(
     detector = _best(registry.names("detector"), ("nodulenet", "blob"))
     segmenter = _best(registry.names("segmenter"), ("regiongrow", "resunet"))
     classifier = _best(registry.names("classifier"), ("size",))
-    with stderr.status("making a phantom chest CT"):
-        write_phantoms(out / "phantom", n=1, seed=seed, n_nodules=3)
+    with status("making a phantom chest CT"):
+        write_phantoms(out / "phantom", n=1, seed=seed, n_nodules=3, overwrite=True)
     pipeline = Pipeline.from_registry(registry, detector, segmenter, [classifier])
     summary = _run(pipeline, expand_scans([out / "phantom" / "subset0"]), out / "results", False)
     _print_timings(summary)

@@ -7,8 +7,9 @@ import os
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from lungtk.cli.console import stderr, stdout
+from lungtk.cli.console import note, stdout, styled
 from lungtk.core import ComponentSpec, get_plugins
 
 app = typer.Typer(help="Installed plugins and the components they provide.", no_args_is_help=True)
@@ -16,17 +17,15 @@ app = typer.Typer(help="Installed plugins and the components they provide.", no_
 _STATUS_STYLE = {"loaded": "green", "failed": "bold red", "blocked": "yellow"}
 
 
-def _component_line(spec: ComponentSpec) -> str:
-    from rich.markup import escape
-
-    line = escape(f"{spec.kind} {spec.name}")
+def _component_line(spec: ComponentSpec) -> Text:
+    """``kind name`` and whether its weights are there; names and paths verbatim (never markup)."""
+    line = styled(f"{spec.kind} {spec.name}")
     path = spec.weights_path()
     if path is not None:
-        line += (
-            " (weights shipped)"
-            if path.is_file()
-            else f" [bold red](weights missing: {escape(str(path))})[/]"
-        )
+        if path.is_file():
+            line.append(" (weights shipped)")
+        else:
+            line.append(f" (weights missing: {path})", style="bold red")
     return line
 
 
@@ -40,14 +39,10 @@ def list_plugins(
     or another plugin has too, a command name that lungtk has. `lungtk --debug plugins list` also prints
     the traceback of each plugin that failed.
     """
-    from rich.markup import escape
-
     plugins = get_plugins()
     if os.environ.get("LUNGTK_DEBUG", "") not in {"", "0"}:
         for info in plugins.failed:
-            stderr.print(
-                f"{info.label} failed:\n{escape(info.traceback or info.error or '')}", highlight=False
-            )
+            note(f"{info.label} failed:\n{info.traceback or info.error or ''}")
     if as_json:
         stdout.print_json(json.dumps([info.as_dict() for info in plugins.infos]))
         return
@@ -57,13 +52,15 @@ def list_plugins(
     for column in ("plugin", "distribution", "version", "status", "components"):
         table.add_column(column, overflow="fold")
     for info in plugins.infos:
-        components = "\n".join(_component_line(c) for c in info.components)
-        status = f"[{_STATUS_STYLE[info.status]}]{info.status}[/]"
+        components = Text("\n").join(_component_line(c) for c in info.components)
+        status = styled((info.status, _STATUS_STYLE.get(info.status, "")))
         if info.error:
-            status += f"\n{escape(info.error)}"
+            status.append(f"\n{info.error}")
         for warning in info.warnings:
-            status += f"\n[yellow]warning:[/] {escape(warning)}"
-        table.add_row(info.name, info.distribution, info.version, status, components or "-")
+            status.append_text(styled("\n", ("warning:", "yellow"), f" {warning}"))
+        table.add_row(
+            Text(info.name), Text(info.distribution), Text(info.version), status, components or Text("-")
+        )
     if not plugins.infos:
         stdout.print("no plugins installed (entry-point group `lungtk`)")
         return

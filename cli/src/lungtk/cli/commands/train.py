@@ -11,8 +11,17 @@ from typing import Annotated, Any
 
 import typer
 
-from lungtk.cli.console import note, stderr, stdout
-from lungtk.core import LungtkError, get_registry
+from lungtk.cli.console import (
+    checked,
+    clear_on_exit,
+    description_column,
+    note,
+    plain_field_column,
+    stderr,
+    stdout,
+)
+from lungtk.cli.console import status as spinner
+from lungtk.core import LungtkError, get_registry, validate
 
 LAUNCHED_ENV = (
     "LUNGTK_TRAIN_LAUNCHED"  # set for the processes `--nproc` starts: the launcher prints the result
@@ -59,13 +68,13 @@ class _Display:
     """The progress bar on stderr: step, loss, validation metric, patches/s and ETA."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn("[progress.description]{task.description}"),
+            description_column(),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
+            plain_field_column("status"),
             TimeRemainingColumn(),
             console=stderr,
             transient=False,
@@ -81,6 +90,8 @@ class _Display:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:  # failed: leave the error as the last line, not a half bar
+            clear_on_exit(self.progress)
         self.progress.__exit__(*exc)  # type: ignore[arg-type]
 
     def _status(self) -> str:
@@ -124,20 +135,35 @@ def train(
         list[str] | None,
         typer.Option("--set", help="KEY=VALUE: change one setting (repeat); --show-config lists them."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Train this many epochs.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Train this many optimizer steps.")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs", help="Train this many epochs (1 or more).", callback=checked(validate.count)
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps", help="Train this many optimizer steps (1 or more).", callback=checked(validate.count)
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[
         bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (default: on for CUDA).")
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="The run's seed.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="The run's seed (0 to 2**32-1).", callback=checked(validate.seed)),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,
     nproc: Annotated[
         int,
         typer.Option(
-            "--nproc", help="Processes on this machine (one per GPU; gloo on the CPU), via torchrun."
+            "--nproc",
+            help="Processes on this machine (one per GPU; gloo on the CPU), via torchrun.",
+            callback=checked(validate.count, high=1024),
         ),
     ] = 1,
     layout: Annotated[
@@ -302,7 +328,7 @@ def _launch(the_plan: Any, args: TrainArgs) -> None:
 
         if nproc > torch.cuda.device_count():
             raise LungtkError(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    with stderr.status("checking the data folder"):
+    with spinner("checking the data folder"):
         check_data(the_plan, task_target(the_plan))
     note(f"starting {nproc} processes (torchrun, {'nccl' if the_plan.device.startswith('cuda') else 'gloo'})")
     os.environ[LAUNCHED_ENV] = "1"

@@ -4,9 +4,10 @@ Findings are matched to annotated nodules by LUNA16's rule (within the nodule's 
 
 - ``nodule``: every finding is a case, a nodule when it hits one (findings on marks of
   annotations_excluded.csv are left out, as FROC leaves them out); the score is its probability;
-- ``malignancy`` / ``texture``: every rated nodule that a finding hits is a case, with the hitting finding
-  of highest probability; malignant means a mean rating above 3 (seed 001), texture as
-  :func:`lungtk.core.labels.texture_of_rating`;
+- ``malignancy`` / ``texture`` / ``pathology``: every rated nodule that a finding hits is a case, with
+  the hitting finding of highest probability; classes as training takes them
+  (:func:`lungtk.train.data.sources.annotation_label`: malignant is a mean rating above 3 as seed 001,
+  texture as :func:`lungtk.core.labels.texture_of_rating`);
 
 and seed 001's end-to-end table (its own 0.7-diameter match, counting missed nodules too) when the
 findings carry both a probability and a malignancy.
@@ -15,7 +16,8 @@ findings carry both a probability and a malignancy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -28,17 +30,24 @@ from lungtk.cls.metrics import (
 )
 from lungtk.core import LungtkError
 from lungtk.core.labels import (
+    LUNA16_ID,
+    LUNA16_PROBABILITY,
+    LUNA16_XYZ,
     MALIGNANCY,
     NODULE,
+    PATHOLOGY,
+    SUBMISSION_COLUMNS,
     TASK_LABELS,
     TEXTURE,
-    TEXTURES,
-    texture_of_rating,
     within_radius_matrix,
 )
+from lungtk.core.tables import read_header_and_table
+from lungtk.core.validate import coordinate, probability
 from lungtk.ct_io.datasets import Annotation
+from lungtk.train.data.sources import annotation_label
 
-TASKS = (NODULE, MALIGNANCY, TEXTURE)
+TASKS = (NODULE, MALIGNANCY, TEXTURE, PATHOLOGY)
+LABELLED = (TEXTURE, PATHOLOGY)  # tasks whose findings.csv column holds the most probable label
 
 
 @dataclass(frozen=True)
@@ -50,39 +59,57 @@ class ScoredFinding:
     probability: float
     malignancy: float | None = None
     texture: str | None = None
+    pathology: str | None = None
 
 
-def _truth_class(annotation: Annotation, task: str) -> int:
-    if task == MALIGNANCY:
-        if annotation.malignant is not None:
-            return int(annotation.malignant)
-        return -1 if annotation.malignancy is None else int(annotation.malignancy > 3)
-    return -1 if annotation.texture is None else TEXTURES.index(texture_of_rating(annotation.texture))
+def read_findings(path: str | Path) -> list[ScoredFinding]:
+    """A pipeline's findings.csv (or any table with LUNA16's submission columns; ``malignancy``,
+    ``texture`` and ``pathology`` optional), every number checked where it enters."""
+    header, rows = read_header_and_table(path, SUBMISSION_COLUMNS)
+    found = []
+    for row in rows:
+        labelled = {}
+        for task in LABELLED:
+            value = row.get(task)
+            if value and value not in TASK_LABELS[task]:
+                raise LungtkError(f"{row.name(task)}: {value!r} is not one of {', '.join(TASK_LABELS[task])}")
+            labelled[task] = value or None
+        found.append(
+            ScoredFinding(
+                row.text(LUNA16_ID),
+                tuple(row.number(c, coordinate) for c in LUNA16_XYZ),  # type: ignore[arg-type]
+                row.number(LUNA16_PROBABILITY, probability),
+                row.optional(MALIGNANCY, probability) if MALIGNANCY in header else None,
+                **labelled,
+            )
+        )
+    return found
 
 
 def evaluate(
     findings: Sequence[ScoredFinding],
     annotations: Sequence[Annotation],
+    excluded: Sequence[Annotation] = (),
     tasks: Sequence[str] = TASKS,
     *,
     bootstrap: int = 1000,
 ) -> dict[str, object]:
     """``{task: report dict}`` for each task the findings carry, plus ``end_to_end`` (seed 001's table).
 
-    ``annotations``: every scan's marks (``is_nodule`` False: excluded findings). Scans are those of the
-    findings and the annotations together; a nodule on a scan without findings counts as missed.
+    ``annotations``: the nodules (an annotation with ``is_nodule`` False, e.g. an LNDb non-nodule, counts as
+    excluded); ``excluded``: marks whose findings are neither nodules nor not (annotations_excluded.csv).
+    Scans are those of the findings and the annotations together; a nodule on a scan without findings
+    counts as missed.
     """
     by_scan: dict[str, list[int]] = {}
     for i, f in enumerate(findings):
         by_scan.setdefault(f.uid, []).append(i)
     marks: dict[str, list[Annotation]] = {}
-    for a in annotations:
+    for a in [*annotations, *(replace(e, is_nodule=False) for e in excluded)]:
         marks.setdefault(a.uid, []).append(a)
     nodule_truth: list[int] = []
     nodule_score: list[float] = []
-    per_task: dict[str, tuple[list[int], list[int], list[float]]] = {
-        t: ([], [], []) for t in (MALIGNANCY, TEXTURE)
-    }
+    per_task: dict[str, tuple[list[int], list[int], list[float]]] = {t: ([], [], []) for t in TASKS[1:]}
     e2e = {row: dict.fromkeys(E2E_COLUMNS, 0) for row in E2E_ROWS}
     has_malignancy = all(f.malignancy is not None for f in findings) and bool(findings)
     for uid in sorted(set(by_scan) | set(marks)):
@@ -103,24 +130,24 @@ def evaluate(
                 continue
             best = rows[int(np.flatnonzero(hits[:, j])[np.argmax(prob[hits[:, j]])])]
             for task, (truth, predicted, score) in per_task.items():
-                klass = _truth_class(annotation, task)
+                klass = annotation_label(annotation, task)
                 if klass < 0:
                     continue
                 if task == MALIGNANCY and best.malignancy is not None:
                     truth.append(klass)
                     predicted.append(int(best.malignancy >= 0.5))
                     score.append(best.malignancy)
-                elif task == TEXTURE and best.texture in TEXTURES:
+                elif task in LABELLED and getattr(best, task) in TASK_LABELS[task]:
                     truth.append(klass)
-                    predicted.append(TEXTURES.index(best.texture))
+                    predicted.append(TASK_LABELS[task].index(getattr(best, task)))
         if has_malignancy:
-            table = end_to_end_table(
-                xyz,
-                prob,
-                [f.malignancy for f in rows],
+            table = end_to_end_table(  # findings on excluded marks left out, as in the nodule task
+                xyz[counted],
+                prob[counted],
+                np.array([f.malignancy for f in rows], float)[counted] if rows else [],
                 [a.center_xyz for a in nodules],
                 [a.diameter_mm for a in nodules],
-                [_truth_class(a, MALIGNANCY) == 1 for a in nodules],
+                [annotation_label(a, MALIGNANCY) == 1 for a in nodules],
             )
             for row in E2E_ROWS:
                 for column in E2E_COLUMNS:

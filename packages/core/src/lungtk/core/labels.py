@@ -60,6 +60,20 @@ def texture_of_rating(rating: float) -> str:
     return PART_SOLID if rating <= 11 / 3 else SOLID
 
 
+MIA_MAX_SOLID_MM = 5.0  # minimally invasive: a solid (invasive) part of 5 mm or less
+
+
+def pathology_of(texture: str, solid_component_mm: float) -> str | None:
+    """The pathology class radiologists expect of a subsolid nodule from its solid part (IASLC / Fleischner
+    2017): pure ground glass AAH or AIS, a solid part of 5 mm or less MIA, more IAC; None for a solid
+    nodule (seed 004 classifies ground-glass nodules only). lungtk phantoms label their nodules by it."""
+    if texture == GROUND_GLASS:
+        return AAH_AIS
+    if texture == PART_SOLID:
+        return MIA if solid_component_mm <= MIA_MAX_SOLID_MM else IAC
+    return None
+
+
 # -- rules -------------------------------------------------------------------------------------------------
 def is_reported(probability: float, threshold: float) -> bool:
     """A finding is reported (report, masks, recommendation) at ``threshold`` or above."""

@@ -6,16 +6,20 @@ geometry, keyed by the source's path, size and modification time, so an edited s
 renamed into place, and the sidecar is written last, so a crash or two processes warming the same scan at
 once never leave a half-written entry.
 
-The cache lives in ``$LUNGTK_CACHE_DIR`` (default ``~/.cache/lungtk``).
+The cache lives in ``$LUNGTK_CACHE_DIR`` (default ``~/.cache/lungtk``). A write killed half-way leaves a
+hidden temporary file (``.<name>.<random>.tmp.npy``); such files never count as entries, and one untouched
+for ``STALE_SECONDS`` is removed by the next process that writes to the cache or asks for its size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +28,32 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lungtk.core import Geometry, atomic_path, write_text
+from lungtk.core import Geometry, LungtkError, atomic_path, write_text
 from lungtk.core.labels import PAD_HU
 from lungtk.ct_io.crops import crop
+from lungtk.ct_io.errors import describe_os_error
 from lungtk.ct_io.io.formats import read_ct
 from lungtk.ct_io.volume import CTVolume
 
 CACHE_ENV = "LUNGTK_CACHE_DIR"
 FORMAT_VERSION = 1
+STALE_SECONDS = 600.0  # a temporary file nobody has written to for this long belongs to a dead writer
+
+
+class CacheError(LungtkError):
+    """The cache folder cannot be used (not writable, a file, full disk)."""
+
+
+def is_temporary(path: Path) -> bool:
+    """A temporary file of an atomic write (``.<name>.<random>.tmp<suffix>``), finished or abandoned."""
+    return path.name.startswith(".") and ".tmp" in path.name
+
+
+def _cache_write_error(root: Path, exc: OSError) -> CacheError:
+    return CacheError(
+        f"{root}: cannot write to the scan cache: {describe_os_error(exc).removeprefix('cannot write: ')}; "
+        f"set {CACHE_ENV} to a writable folder with free space"
+    )
 
 
 def default_cache_dir() -> Path:
@@ -101,7 +123,8 @@ class VolumeCache:
     def _stamp(self, path: str | os.PathLike[str]) -> tuple[int, ...]:
         """Cheap change detection for the per-call fast path: size and mtime of a file and its .raw."""
         stamp: list[int] = []
-        for f in (os.fspath(path), os.path.splitext(os.fspath(path))[0] + ".raw"):
+        stem = os.path.splitext(os.fspath(path))[0]
+        for f in (os.fspath(path), stem + ".raw", stem + ".zraw"):
             try:
                 st = os.stat(f)
             except OSError:
@@ -120,14 +143,15 @@ class VolumeCache:
         array_path, meta_path = self._paths(key)
         if not meta_path.is_file() or not array_path.is_file():
             return None
-        try:
+        try:  # a damaged entry is a miss; it is rewritten on warm
             meta = json.loads(meta_path.read_text())
             array = _map_npy(array_path)
-        except (OSError, ValueError, KeyError):  # a damaged entry is a miss; it is rewritten on warm
+            if list(array.shape) != meta["shape"]:
+                return None
+            geometry = Geometry.from_dict(meta["geometry"])
+            ct = CTVolume(array, geometry, str(meta["series_uid"]), Path(meta["source"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        if list(array.shape) != meta["shape"]:
-            return None
-        ct = CTVolume(array, Geometry.from_dict(meta["geometry"]), meta["series_uid"], Path(meta["source"]))
         self._open[key] = ct
         self._recent[(os.fspath(path), series)] = (self._stamp(path), ct)
         return ct
@@ -142,9 +166,6 @@ class VolumeCache:
     def put(self, path: str | os.PathLike[str], ct: CTVolume, series: str | None = None) -> CTVolume:
         key = source_fingerprint(path, series)
         array_path, meta_path = self._paths(key)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(array_path) as tmp, tmp.open("wb") as fh:
-            np.save(fh, np.ascontiguousarray(ct.array))
         meta = {
             "format": FORMAT_VERSION,
             "source": str(Path(path).resolve()),
@@ -153,9 +174,17 @@ class VolumeCache:
             "dtype": str(ct.array.dtype),
             "geometry": ct.geometry.as_dict(),
         }
-        write_text(meta_path, json.dumps(meta, indent=1))
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.remove_stale()
+            with atomic_path(array_path) as tmp, tmp.open("wb") as fh:
+                np.save(fh, np.ascontiguousarray(ct.array))
+            write_text(meta_path, json.dumps(meta, indent=1))
+        except OSError as exc:
+            raise _cache_write_error(self.root, exc) from None
         cached = self.lookup(path, series)
-        assert cached is not None
+        if cached is None:  # removed or damaged by another process between the write and the read
+            raise CacheError(f"{self.root}: a cache entry vanished right after it was written; run again")
         return cached
 
     def get(self, path: str | os.PathLike[str], series: str | None = None) -> CTVolume:
@@ -165,18 +194,69 @@ class VolumeCache:
             return cached
         return self.put(path, read_ct(path, series=series), series)
 
+    def _files(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [
+            f
+            for sub in ("volumes", "crops")
+            if (self.root / sub).is_dir()
+            for f in (self.root / sub).iterdir()
+        ]
+
+    def remove_stale(self, older_than: float = STALE_SECONDS) -> int:
+        """Remove temporary files of writes that died (untouched for ``older_than`` seconds); returns the
+        bytes freed. A temporary file a live writer is filling is newer than that and is left alone."""
+        freed = 0
+        now = time.time()
+        for f in self._files():
+            if not is_temporary(f):
+                continue
+            try:
+                st = f.stat()
+                if now - st.st_mtime >= older_than:
+                    f.unlink()
+                    freed += st.st_size
+            except OSError:  # another process removed or renamed it first
+                continue
+        return freed
+
     def info(self) -> CacheInfo:
-        volumes = len(list(self.dir.glob("*.json"))) if self.dir.is_dir() else 0
-        crops_dir = self.root / "crops"
-        crops = len(list(crops_dir.glob("*.npy"))) if crops_dir.is_dir() else 0
-        size = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) if self.root.is_dir() else 0
+        """Entries and their size; temporary files of writes in progress or killed do not count (stale
+        ones are removed)."""
+        with contextlib.suppress(OSError):  # a read-only cache can still be inspected
+            self.remove_stale()
+        volumes = crops = size = 0
+        for f in self._files():
+            if is_temporary(f):
+                continue
+            try:
+                bytes_ = f.stat().st_size
+            except OSError:
+                continue
+            if f.parent.name == "volumes" and f.suffix == ".json":
+                volumes += 1
+            elif f.parent.name == "crops" and f.suffix == ".npy":
+                crops += 1
+            size += bytes_
         return CacheInfo(self.root, volumes, crops, size)
 
     def clear(self) -> int:
-        """Remove every cached volume and crop; returns the bytes freed."""
-        freed = self.info().bytes
+        """Remove every cached volume and crop (temporary files included); returns the bytes freed."""
+        freed = 0
+        for f in self._files():
+            with contextlib.suppress(OSError):
+                freed += f.stat().st_size
         for sub in ("volumes", "crops"):
-            shutil.rmtree(self.root / sub, ignore_errors=True)
+            try:
+                shutil.rmtree(self.root / sub)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise CacheError(
+                    f"{self.root / sub}: cannot remove the cached files ({exc.strerror or exc}); check the "
+                    "folder's permissions"
+                ) from None
         return freed
 
 
@@ -202,11 +282,16 @@ class CropCache:
         target = self.dir / f"{key}.npy"
         if target.is_file():
             try:
-                return np.load(target)
-            except (OSError, ValueError):
+                cached = np.load(target)
+                if cached.shape == tuple(size):
+                    return cached
+            except (OSError, ValueError, EOFError):
                 pass
         array = crop(ct, size=size, center_irc=centre, pad_value=pad_value).array
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp, tmp.open("wb") as fh:
-            np.save(fh, array)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as tmp, tmp.open("wb") as fh:
+                np.save(fh, array)
+        except OSError as exc:
+            raise _cache_write_error(self.volumes.root, exc) from None
         return array

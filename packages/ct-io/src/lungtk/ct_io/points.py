@@ -16,8 +16,8 @@ import numpy as np
 
 from lungtk.core import Geometry, LungtkError
 from lungtk.core.labels import LUNA16_ID, LUNA16_XYZ
-from lungtk.ct_io.io.formats import SCAN_SUFFIXES, series_uid_of
 from lungtk.ct_io.io.header import read_geometry
+from lungtk.ct_io.scans import find_scans
 
 IRC = ("index", "row", "col")
 Direction = Literal["xyz2irc", "irc2xyz"]
@@ -30,18 +30,6 @@ class Grid:
     geometry: Geometry
     shape: tuple[int, ...] | None = None
     name: str = ""
-
-
-def find_scans(root: str | os.PathLike[str]) -> dict[str, Path]:
-    """Series UID -> scan path for every image file anywhere under ``root`` (LUNA16's subset0..9 layout)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise LungtkError(f"{root}: not a folder; --ct-dir needs the folder that holds the scans")
-    found: dict[str, Path] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name.lower().endswith(SCAN_SUFFIXES):
-            found.setdefault(series_uid_of(path), path)
-    return found
 
 
 def point_columns(direction: Direction) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from lungtk.core import LungtkError
+from lungtk.core import LungtkError, validate
 from lungtk.core.labels import (
     LUNA16_DIAMETER,
     LUNA16_ID,
@@ -29,25 +29,54 @@ from lungtk.core.labels import (
     LUNA16_XYZ,
     within_radius_matrix,
 )
-from lungtk.core.tables import number, read_rows
+from lungtk.core.tables import Row, read_rows, read_table
 
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 MAX_MARKS_PER_SCAN = 100
 EXCLUDED_DEFAULT_DIAMETER_MM = 10.0
 
 
+def _xyz(xyz: object, what: str) -> tuple[float, float, float]:
+    values = list(xyz) if isinstance(xyz, Iterable) and not isinstance(xyz, str) else []
+    if len(values) != 3:
+        raise LungtkError(f"{what}: a centre is 3 coordinates (x, y, z), got {xyz!r}")
+    return tuple(validate.coordinate(v, f"{what} {c}") for c, v in zip("xyz", values, strict=True))  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Mark:
+    """A detector's mark: a point (patient mm) and its probability (0 to 1)."""
+
     uid: str
     xyz: tuple[float, float, float]
     probability: float
 
+    def __post_init__(self) -> None:
+        what = f"mark on {self.uid!r}"
+        if not isinstance(self.uid, str) or not self.uid:
+            raise LungtkError(f"{what}: no seriesuid")
+        object.__setattr__(self, "xyz", _xyz(self.xyz, what))
+        object.__setattr__(self, "probability", validate.probability(self.probability, f"{what} probability"))
+
 
 @dataclass(frozen=True)
 class Lesion:
+    """A nodule (or an excluded finding) to hit: its centre (patient mm) and diameter. An excluded
+    finding may have a diameter <= 0, meaning none was measured."""
+
     uid: str
     xyz: tuple[float, float, float]
     diameter_mm: float
+
+    def __post_init__(self) -> None:
+        what = f"finding on {self.uid!r}"
+        if not isinstance(self.uid, str) or not self.uid:
+            raise LungtkError(f"{what}: no seriesuid")
+        object.__setattr__(self, "xyz", _xyz(self.xyz, what))
+        diameter = validate.in_range(
+            self.diameter_mm, f"{what} diameter_mm", high=validate.MAX_SIZE_MM, expected="a diameter in mm"
+        )
+        object.__setattr__(self, "diameter_mm", diameter)
 
 
 @dataclass
@@ -89,6 +118,16 @@ def froc(
     """The FROC curve and CPM. ``scans`` are the evaluated scans (default: every scan that has marks or
     nodules); marks on other scans are an error, since they could not be counted fairly."""
     marks, nodules = list(marks), list(nodules)
+    unmeasured = next((n for n in nodules if n.diameter_mm <= 0), None)
+    if unmeasured is not None:
+        raise LungtkError(
+            f"nodule on {unmeasured.uid} at {unmeasured.xyz}: diameter {unmeasured.diameter_mm:g} mm; a "
+            "nodule to find needs a positive diameter",
+            option="--excluded",
+            advice="findings without one belong in --excluded",
+            otherwise="findings without one belong in the excluded findings",
+        )
+    max_marks = validate.count(max_marks, "max_marks")
     excluded = [
         Lesion(e.uid, e.xyz, e.diameter_mm if e.diameter_mm > 0 else EXCLUDED_DEFAULT_DIAMETER_MM)
         for e in excluded
@@ -148,32 +187,63 @@ def froc(
     )
 
 
-def _points(path: Path, value: str) -> list[tuple[str, tuple[float, float, float], float]]:
-    """(seriesuid, (x, y, z), row[value]) for every row of a LUNA16-style table."""
-    rows = read_rows(path, (LUNA16_ID, *LUNA16_XYZ, value))
-    return [
-        (r[LUNA16_ID], tuple(number(r, c, path, i) for c in LUNA16_XYZ), number(r, value, path, i))  # type: ignore[misc]
-        for i, r in enumerate(rows, start=1)
-    ]
+def _uid(row: Row) -> str:
+    return row.text(LUNA16_ID)
+
+
+def _centre(row: Row) -> tuple[float, float, float]:
+    return tuple(row.number(c, validate.coordinate) for c in LUNA16_XYZ)  # type: ignore[return-value]
 
 
 def read_marks(path: str | os.PathLike[str]) -> list[Mark]:
-    return [Mark(*row) for row in _points(Path(path), LUNA16_PROBABILITY)]
+    """A detector's marks (``seriesuid,coordX,coordY,coordZ,probability``): finite coordinates and
+    probabilities from 0 to 1, each bad cell named by file, line and column."""
+    rows = read_table(path, (LUNA16_ID, *LUNA16_XYZ, LUNA16_PROBABILITY))
+    return [Mark(_uid(r), _centre(r), r.number(LUNA16_PROBABILITY, validate.probability)) for r in rows]
 
 
-def read_lesions(path: str | os.PathLike[str]) -> list[Lesion]:
-    return [Lesion(*row) for row in _points(Path(path), LUNA16_DIAMETER)]
+def _diameter(value: object, what: str) -> float:
+    return validate.positive(value, what, limit=validate.MAX_SIZE_MM)
+
+
+def _excluded_diameter(value: object, what: str) -> float:
+    # annotations_excluded.csv writes -1 where a finding has no diameter
+    return validate.in_range(
+        value, what, high=validate.MAX_SIZE_MM, expected=f"a diameter in mm up to {validate.MAX_SIZE_MM:g}"
+    )
+
+
+def read_lesions(path: str | os.PathLike[str], *, excluded: bool = False) -> list[Lesion]:
+    """Nodules (``seriesuid,coordX,coordY,coordZ,diameter_mm``) with positive diameters; with
+    ``excluded`` (annotations_excluded.csv) a diameter <= 0 (LUNA16 writes -1) or an empty cell means
+    none was measured."""
+    rows = read_table(path, (LUNA16_ID, *LUNA16_XYZ, LUNA16_DIAMETER))
+    if excluded:
+        return [
+            Lesion(_uid(r), _centre(r), r.optional(LUNA16_DIAMETER, _excluded_diameter) or -1.0) for r in rows
+        ]
+    return [Lesion(_uid(r), _centre(r), r.number(LUNA16_DIAMETER, _diameter)) for r in rows]
 
 
 def read_seriesuids(path: str | os.PathLike[str]) -> list[str]:
     """One uid per line (LUNA16's seriesuids.csv), or a CSV with a ``seriesuid`` column."""
     path = Path(path)
+    if path.is_dir():
+        raise LungtkError(f"{path}: is a folder; give the file of series UIDs")
     if not path.is_file():
         raise LungtkError(f"{path}: no such file")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if lines and lines[0].split(",")[0] == LUNA16_ID:
-        return [r[LUNA16_ID] for r in read_rows(path, (LUNA16_ID,))]
-    return [line.split(",")[0] for line in lines]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise LungtkError(f"{path}: not a UTF-8 text file of series UIDs") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0].split(",")[0].strip() == LUNA16_ID:
+        uids = [r[LUNA16_ID] for r in read_rows(path, (LUNA16_ID,)) if r[LUNA16_ID]]
+    else:
+        uids = [line.split(",")[0].strip() for line in lines if line.split(",")[0].strip()]
+    if not uids:
+        raise LungtkError(f"{path}: lists no series UIDs; give one per line")
+    return uids
 
 
 def plot_froc(result: FrocResult, path: str | os.PathLike[str], title: str = "FROC") -> Path:

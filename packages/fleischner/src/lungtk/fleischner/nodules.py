@@ -58,6 +58,8 @@ def parse_texture(text: str | float | Texture) -> Texture:
     """A texture word, alias or 1-5 rating; ValueError with the accepted words otherwise."""
     if isinstance(text, Texture):
         return text
+    if isinstance(text, bool):
+        raise ValueError(f"unknown texture {text!r}; use {', '.join(labels.TEXTURES[::-1])} or a 1-5 rating")
     if isinstance(text, int | float):
         return texture_from_rating(float(text))
     word = text.strip().lower()
@@ -100,6 +102,16 @@ class Nodule:
                 raise LungtkError(
                     f"nodule {self.id or '?'}: {name} must be a non-negative number, got {value}"
                 )
+        solid = self.solid_component_mm
+        if (
+            solid is not None
+            and self.diameter_mm is not None
+            and round_mm(solid) > round_mm(self.diameter_mm)
+        ):
+            raise LungtkError(
+                f"nodule {self.id or '?'}: its solid component ({solid:g} mm) is larger than the nodule "
+                f"({self.diameter_mm:g} mm)"
+            )
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
             raise LungtkError(
                 f"nodule {self.id or '?'}: probability must lie in 0..1, got {self.probability}"

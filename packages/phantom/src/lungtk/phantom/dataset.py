@@ -4,12 +4,20 @@ annotations_excluded.csv, candidates.csv), an LNDb-like per-nodule table, label 
 from __future__ import annotations
 
 import csv
+import errno
+import glob
 import io
 import json
+import math
 import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from lungtk.core import LungtkError, write_text
 from lungtk.core.labels import (
@@ -19,12 +27,15 @@ from lungtk.core.labels import (
     LUNA16_ID,
     LUNA16_XYZ,
     MALIGNANCY,
+    PATHOLOGY,
     TEXTURE,
 )
 from lungtk.ct_io import write_image
+from lungtk.ct_io.errors import CTWriteError, describe_os_error
 from lungtk.fleischner import Nodule, recommend, score
 from lungtk.phantom.lidc import LidcNodule, lidc_database, load_nodules
 from lungtk.phantom.scan import DEFAULT_SHAPE, PhantomScan, make_scan
+from lungtk.phantom.scan import series_uid as make_uid
 
 FORMATS = {"mhd": ".mhd", "nii.gz": ".nii.gz"}
 MIN_COUNTED_MM = 3.0  # LUNA16 annotates nodules >= 3 mm; smaller ones go to annotations_excluded.csv
@@ -40,6 +51,7 @@ NODULE_COLUMNS = (
     "texture_rating",
     MALIGNANCY,  # the readers' mean 1-5 rating
     "solid_component_mm",
+    PATHOLOGY,  # of a subsolid nodule, by its solid part (lungtk.core.labels.pathology_of); empty if solid
     "placement",
     "source",
 )
@@ -50,6 +62,7 @@ class PhantomSet:
     root: Path
     scans: list[Path]
     shapes: str  # "lidc" or "parametric"
+    written: bool = True  # False: ``root`` already held this very set
 
 
 def shape_library(shapes: str = "auto") -> tuple[LidcNodule, ...] | None:
@@ -88,6 +101,189 @@ def _csv(header: tuple[str, ...] | list[str], rows: list[list[object]]) -> str:
     return buffer.getvalue()
 
 
+# Bounds on what a phantom may ask for: a chest needs some voxels, and more than this many voxels per scan
+# takes minutes and many GB to draw (the default 160 x 256 x 256 is 10.5 M).
+MIN_AXIS, MAX_AXIS = 32, 2048
+MAX_VOXELS = 1 << 28
+MIN_SPACING_MM, MAX_SPACING_MM = 0.05, 20.0
+GENERATOR = "lungtk phantom"
+_STALE_STAGING_SECONDS = 6 * 3600.0
+
+
+def check_options(
+    n: int,
+    seed: int,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float] | None,
+    fmt: str,
+    shapes: str,
+    n_nodules: int | None,
+    ggn_fraction: float | None = None,
+) -> None:
+    """Refuse options no phantom can be made with, in one line naming the option."""
+    if ggn_fraction is not None and not (
+        isinstance(ggn_fraction, int | float) and 0.0 <= ggn_fraction <= 1.0
+    ):
+        raise LungtkError(f"--ggn-fraction must be a probability between 0 and 1, got {ggn_fraction!r}")
+    if fmt not in FORMATS:
+        raise LungtkError(f"unknown phantom format {fmt!r}; choose {' or '.join(FORMATS)}")
+    if shapes not in ("auto", "lidc", "parametric"):
+        raise LungtkError(f"unknown nodule shapes {shapes!r}; choose auto, lidc or parametric")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise LungtkError(f"--n must be a whole number of scans, at least 1; got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise LungtkError(f"--seed must be a whole number, 0 or more; got {seed!r}")
+    if n_nodules is not None and (not isinstance(n_nodules, int) or not 0 <= n_nodules <= 50):
+        raise LungtkError(f"the number of nodules per scan must be 0-50, got {n_nodules!r}")
+    if len(shape) != 3 or not all(isinstance(v, int | np.integer) for v in shape):
+        raise LungtkError(f"--shape takes three whole numbers (slices, rows, columns), got {shape!r}")
+    if min(shape) < MIN_AXIS:
+        raise LungtkError(
+            f"--shape {tuple(shape)} is too small for a chest; use at least {MIN_AXIS} voxels per axis"
+        )
+    if max(shape) > MAX_AXIS or math.prod(shape) > MAX_VOXELS:
+        raise LungtkError(
+            f"--shape {tuple(shape)} is too large for a phantom: at most {MAX_AXIS} voxels per axis and "
+            f"{MAX_VOXELS:,} in all (the default is {','.join(map(str, DEFAULT_SHAPE))})"
+        )
+    if spacing is not None:
+        values = [float(v) for v in spacing]
+        if len(values) != 3 or not all(
+            math.isfinite(v) and MIN_SPACING_MM <= v <= MAX_SPACING_MM for v in values
+        ):
+            raise LungtkError(
+                f"--spacing takes three voxel sizes in mm between {MIN_SPACING_MM} and {MAX_SPACING_MM}, "
+                f"got {tuple(spacing)}"
+            )
+
+
+def _configuration(
+    n: int,
+    seed: int,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float] | None,
+    fmt: str,
+    oblique: bool,
+    shapes: str,
+    n_nodules: int | None,
+    ggn_fraction: float | None = None,
+) -> dict[str, object]:
+    """What decides a phantom set's bytes; two runs with the same configuration write the same files."""
+    extra = {} if ggn_fraction is None else {"ggn_fraction": float(ggn_fraction)}  # older sets lack the key
+    return {
+        **extra,
+        "seed": int(seed),
+        "n": int(n),
+        "shape": [int(v) for v in shape],
+        "spacing": None if spacing is None else [float(v) for v in spacing],
+        "format": fmt,
+        "oblique": bool(oblique),
+        "shapes": shapes,
+        "n_nodules": n_nodules,
+    }
+
+
+def _existing(root: Path) -> dict[str, object] | None:
+    """The configuration of the phantom set in ``root``, ``{}`` for a phantom set of an older lungtk or a
+    damaged phantom.json, or None when ``root`` holds no phantom set."""
+    meta = root / "phantom.json"
+    if not meta.is_file():
+        return None
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict) or info.get("generator") != GENERATOR:
+        return None
+    config = info.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def _describe(config: dict[str, object]) -> str:
+    if not config:
+        return "a phantom set of unknown configuration"
+    keys = ("seed", "n", "shape", "spacing", "format", "oblique", "shapes", "n_nodules", "ggn_fraction")
+    return ", ".join(f"{k} {config.get(k)}" for k in keys if config.get(k) is not None)
+
+
+def _differences(old: dict[str, object], new: dict[str, object]) -> str:
+    changed = [f"{k} {old.get(k)!r} there, {v!r} now" for k, v in new.items() if old.get(k) != v]
+    return "; ".join(changed) or "an unknown configuration"
+
+
+def _is_empty(root: Path) -> bool:
+    try:
+        return not any(root.iterdir())
+    except OSError as exc:
+        raise LungtkError(f"{root}: cannot list the output folder ({exc.strerror or exc})") from None
+
+
+def _check_target(root: Path, config: dict[str, object], overwrite: bool) -> str:
+    """``new`` (absent or empty), ``same`` (this very set is there) or ``replace`` (another phantom set, to
+    be replaced whole: needs ``overwrite``). Anything else is refused."""
+    if root.exists() and not root.is_dir():
+        raise LungtkError(f"{root}: is a file, not a folder; choose a folder for the phantom set")
+    if not root.exists() or _is_empty(root):
+        return "new"
+    existing = _existing(root)
+    if existing is None:
+        raise LungtkError(
+            f"{root}: the folder is not empty and holds no lungtk phantom set; write the phantoms to a new or "
+            "empty folder (lungtk will not mix them with other files)"
+        )
+    if existing == config:
+        return "same"
+    if overwrite:
+        return "replace"
+    what = _differences(existing, config) if existing else _describe(existing)
+    raise LungtkError(
+        f"{root}: holds another phantom set ({what})",
+        option="--overwrite",
+        advice="choose a new folder, or replace that set with --overwrite",
+        otherwise="choose a new folder, or delete that one first",
+    )
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Staging folders of runs that were killed (older than a few hours) beside ``root``."""
+    now = time.time()
+    for prefix in (f".{root.name}.phantom-", f".{root.name}.old-"):
+        for folder in root.parent.glob(f"{glob.escape(prefix)}*"):
+            try:
+                if folder.is_dir() and now - folder.stat().st_mtime > _STALE_STAGING_SECONDS:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                continue
+
+
+def _publish(staging: Path, root: Path, config: dict[str, object], mode: str) -> None:
+    """Move the finished set in ``staging`` to ``root`` in one rename (replacing an empty folder), or swap
+    it with the phantom set there (``replace``). A set another run published meanwhile is kept if it is
+    this very set and refused otherwise."""
+    if mode == "replace":
+        old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+        os.rename(root, old / root.name)
+        try:
+            os.rename(staging, root)
+        except OSError:
+            os.rename(old / root.name, root)  # put the old set back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        os.rename(staging, root)  # atomic; replaces an empty folder, fails on a non-empty one
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+            raise
+    existing = _existing(root)  # another run got there first
+    if existing != config:
+        raise LungtkError(
+            f"{root}: another run wrote {_describe(existing) if existing else 'other files'} there while this "
+            "one was running; choose a new folder"
+        )
+
+
 def write_phantoms(
     out: str | os.PathLike[str],
     n: int,
@@ -99,33 +295,99 @@ def write_phantoms(
     oblique: bool = False,
     shapes: str = "auto",
     n_nodules: int | None = None,
+    ggn_fraction: float | None = None,
+    previews: bool = False,
+    overwrite: bool = False,
     on_scan: Callable[[int, PhantomScan], None] | None = None,
 ) -> PhantomSet:
     """Write ``n`` scans and their ground truth under ``out``; scan i depends only on (seed, i).
-    ``n_nodules`` fixes the nodules per scan (default: 0-4 at random). ``on_scan(i, scan)`` is called
-    after each scan is written (progress, previews)."""
-    if fmt not in FORMATS:
-        raise LungtkError(f"unknown phantom format {fmt!r}; choose {' or '.join(FORMATS)}")
-    if n < 1:
-        raise LungtkError(f"--n must be at least 1, got {n}")
-    if min(shape) < 32:
-        raise LungtkError(f"--shape {shape} is too small for a chest; use at least 32 voxels per axis")
+    ``n_nodules`` fixes the nodules per scan (default: 0-4 at random); ``ggn_fraction`` the probability that
+    a nodule is subsolid (ground-glass or part-solid; default: as the LIDC shapes come); ``previews`` adds
+    ``previews/<seriesuid>.png``. ``on_scan(i, scan)`` is called after each scan is made (progress).
+
+    The set is written whole or not at all: it is made in a hidden folder beside ``out`` and renamed into
+    place when complete, so a crash leaves nothing half-written and two runs never mix their files. ``out``
+    must be new or empty, or already hold this very set (same options: nothing is rewritten). A folder
+    holding another phantom set is refused unless ``overwrite`` is set, which replaces it whole; a folder
+    holding anything else is always refused.
+    """
+    check_options(n, seed, shape, spacing, fmt, shapes, n_nodules, ggn_fraction)
     root = Path(out)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LungtkError(f"{root}: cannot create the output folder ({exc.strerror})") from None
     library = shape_library(shapes)
-    annotations, excluded, candidates, nodules, categories, paths, meta = [], [], [], [], [], [], []
+    used = "lidc" if library else "parametric"
+    config = _configuration(n, seed, shape, spacing, fmt, oblique, used, n_nodules, ggn_fraction)
+    mode = _check_target(root, config, overwrite)
+    paths = [root / SCANS_DIR / f"{make_uid(seed, i)}{FORMATS[fmt]}" for i in range(n)]
+    have_previews = all((root / "previews" / f"{make_uid(seed, i)}.png").is_file() for i in range(n))
+    if mode == "same" and (not previews or have_previews):
+        return PhantomSet(root, paths, used, written=False)
+    if mode == "same":
+        mode = "replace"  # the same set, now with previews
+    target = root.resolve()  # absolute, and where a link points (the link stays)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(target)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.phantom-", dir=target.parent))
+    except OSError as exc:
+        blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker else (exc.strerror or str(exc))
+        raise LungtkError(f"{root}: cannot create the output folder ({reason})") from None
+    try:
+        _write_set(staging, config, library, shape, spacing, previews, on_scan)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder a plain mkdir's mode
+        _publish(staging, target, config, mode)
+    except CTWriteError as exc:  # names a file in the hidden staging folder: name the set instead
+        raise LungtkError(
+            f"{root}: cannot write the phantom set: {exc.problem.removeprefix('cannot write: ')}"
+        ) from None
+    except OSError as exc:
+        raise LungtkError(
+            f"{root}: cannot write the phantom set: {describe_os_error(exc).removeprefix('cannot write: ')}"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+    return PhantomSet(root, paths, used)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_set(
+    root: Path,
+    config: dict[str, object],
+    library: tuple[LidcNodule, ...] | None,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float] | None,
+    previews: bool,
+    on_scan: Callable[[int, PhantomScan], None] | None,
+) -> None:
+    seed, n, fmt, oblique = config["seed"], config["n"], config["format"], config["oblique"]
+    n_nodules = config["n_nodules"]
+    ggn_fraction = config.get("ggn_fraction")
+    annotations, excluded, candidates, nodules, categories, meta = [], [], [], [], [], []
     rated: list[list[object]] = []  # the counted nodules with their mean LIDC ratings
     for i in range(n):
         scan = make_scan(
-            seed, i, shape=shape, spacing=spacing, oblique=oblique, library=library, n_nodules=n_nodules
+            seed,
+            i,
+            shape=shape,
+            spacing=spacing,
+            oblique=oblique,
+            library=library,
+            n_nodules=n_nodules,
+            ggn_fraction=ggn_fraction,  # type: ignore[arg-type]
         )
         uid = scan.series_uid
-        path = write_image(root / SCANS_DIR / f"{uid}{FORMATS[fmt]}", scan.ct)
+        write_image(root / SCANS_DIR / f"{uid}{FORMATS[fmt]}", scan.ct)
         write_image(root / MASKS_DIR / f"{uid}{FORMATS[fmt]}", scan.labels, scan.ct.geometry)
-        paths.append(path)
+        if previews:
+            from lungtk.ct_io.render import write_png
+            from lungtk.phantom.preview import preview
+
+            write_png(root / "previews" / f"{uid}.png", preview(scan))
         for nod in scan.nodules:
             # LUNA16 counts nodules of 3 mm and more; smaller ones are excluded findings, neither hit nor FP.
             counted = nod.diameter_mm >= MIN_COUNTED_MM
@@ -139,6 +401,7 @@ def write_phantoms(
                         nod.malignancy,
                         nod.malignancy > 3,
                         nod.texture_rating,
+                        nod.pathology or "",
                     ]
                 )
             candidates.append([uid, *nod.center_xyz, int(counted)])
@@ -153,6 +416,7 @@ def write_phantoms(
                     nod.texture_rating,
                     nod.malignancy,
                     nod.solid_component_mm,
+                    nod.pathology or "",
                     nod.placement,
                     nod.source,
                 ]
@@ -175,20 +439,21 @@ def write_phantoms(
             on_scan(i, scan)
     write_text(root / "annotations.csv", _csv(ANNOTATION_COLUMNS, annotations))
     write_text(root / "annotations_excluded.csv", _csv(ANNOTATION_COLUMNS, excluded))
-    write_text(root / WITH_RATINGS, _csv([*ANNOTATION_COLUMNS, MALIGNANCY, "mal_bool", TEXTURE], rated))
+    write_text(
+        root / WITH_RATINGS, _csv([*ANNOTATION_COLUMNS, MALIGNANCY, "mal_bool", TEXTURE, PATHOLOGY], rated)
+    )
     write_text(root / "candidates.csv", _csv(CANDIDATE_COLUMNS, candidates))
     write_text(root / "nodules.csv", _csv(NODULE_COLUMNS, nodules))
     write_text(root / "fleischner.csv", _csv([LUNA16_ID, "nodules", "fleischner2017", "lndb"], categories))
-    used = "lidc" if library else "parametric"
     info = {
-        "generator": "lungtk phantom",
-        "version": 1,
+        "generator": GENERATOR,
+        "version": 2,
         "seed": seed,
         "n": n,
-        "shapes": used,
+        "shapes": config["shapes"],
         "oblique": oblique,
         "format": fmt,
+        "config": config,
         "scans": meta,
     }
-    write_text(root / "phantom.json", json.dumps(info, indent=2) + "\n")
-    return PhantomSet(root, paths, used)
+    write_text(root / "phantom.json", json.dumps(info, indent=2) + "\n")  # last: marks the set complete

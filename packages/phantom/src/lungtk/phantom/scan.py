@@ -12,9 +12,9 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from lungtk.core import Geometry, equivalent_diameter
-from lungtk.core.labels import STORED_HU
+from lungtk.core.labels import STORED_HU, pathology_of
 from lungtk.ct_io import CTVolume
-from lungtk.fleischner import Texture
+from lungtk.fleischner import Texture, parse_texture
 from lungtk.phantom import shapes
 from lungtk.phantom.anatomy import HU_BLOOD, Grid, build_chest, draw_segments, grow_vessels
 from lungtk.phantom.lidc import LidcNodule
@@ -41,6 +41,11 @@ class PhantomNodule:
     solid_component_mm: float
     placement: str  # parenchymal, juxtapleural or juxtavascular
     source: str  # lidc:<patient>:<annotation id>, or parametric
+
+    @property
+    def pathology(self) -> str | None:
+        """AAH+AIS / MIA / IAC of a subsolid nodule by its solid part (lungtk.core.labels.pathology_of)."""
+        return pathology_of(self.texture.value, self.solid_component_mm)
 
 
 @dataclass
@@ -80,12 +85,28 @@ def _geometry(grid: Grid, rng: np.random.Generator, oblique: bool) -> Geometry:
 
 
 def _pick_shape(
-    library: tuple[LidcNodule, ...] | None, spacing: tuple[float, float, float], rng: np.random.Generator
+    library: tuple[LidcNodule, ...] | None,
+    spacing: tuple[float, float, float],
+    rng: np.random.Generator,
+    ggn_fraction: float | None = None,
 ) -> shapes.NoduleShape:
+    """A nodule shape; with ``ggn_fraction``, a subsolid one (ground-glass or part-solid) with that
+    probability and a solid one otherwise (the data set's own mix when None)."""
+    subsolid = None if ggn_fraction is None else bool(rng.random() < ggn_fraction)
     if library:
-        return shapes.from_lidc(library[int(rng.integers(len(library)))], spacing, rng)
+        pool = library
+        if subsolid is not None:
+            pool = (
+                tuple(n for n in library if (parse_texture(n.texture) is not Texture.SOLID) == subsolid)
+                or library
+            )
+        return shapes.from_lidc(pool[int(rng.integers(len(pool)))], spacing, rng)
     diameter = float(np.exp(rng.uniform(math.log(4.0), math.log(25.0))))
-    return shapes.parametric(diameter, spacing, rng)
+    texture = None
+    if subsolid is not None:
+        subsolid_kinds = (Texture.GROUND_GLASS, Texture.PART_SOLID)
+        texture = subsolid_kinds[int(rng.integers(2))] if subsolid else Texture.SOLID
+    return shapes.parametric(diameter, spacing, rng, texture=texture)
 
 
 def _place(
@@ -145,9 +166,11 @@ def make_scan(
     oblique: bool = False,
     library: tuple[LidcNodule, ...] | None = None,
     n_nodules: int | None = None,
+    ggn_fraction: float | None = None,
 ) -> PhantomScan:
     """Scan ``index`` of the phantom set ``seed``. ``spacing`` is (x, y, z) mm (random like real scans when
-    None); ``library`` holds LIDC nodules to draw shapes from (parametric shapes when None or empty)."""
+    None); ``library`` holds LIDC nodules to draw shapes from (parametric shapes when None or empty);
+    ``ggn_fraction`` is the probability of a subsolid nodule (None: the library's own mix)."""
     rng = np.random.default_rng([seed, index])
     if spacing is None:
         in_plane = round(float(rng.uniform(0.6, 0.8)), 3)
@@ -173,7 +196,7 @@ def make_scan(
     taken: list[tuple[NDArray[np.float64], float]] = []
     pending = []
     for _ in range(count):
-        nodule_shape = _pick_shape(library, grid.spacing, rng)
+        nodule_shape = _pick_shape(library, grid.spacing, rng, ggn_fraction)
         placed = _place(nodule_shape, depth_mm, step, chest.lungs, grid, vessels, taken, rng)
         if placed is None:
             continue

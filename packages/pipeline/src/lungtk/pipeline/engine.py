@@ -25,6 +25,7 @@ from lungtk.core.labels import (
     LUNA16_XYZ,
     MALIGNANCY,
     NODULE,
+    PATHOLOGY,
     SOLID,
     TEXTURE,
     is_reported,
@@ -195,6 +196,7 @@ class FindingRow:
             "texture_assumed": self.texture_probabilities is None,
             "texture_probabilities": self.texture_probabilities,
             MALIGNANCY: None if self.malignancy is None else round(self.malignancy, 6),
+            PATHOLOGY: _most_probable(self.labels.get(PATHOLOGY)),
             "labels": self.labels,
         }
 
@@ -233,6 +235,10 @@ class Timer:
             yield
         finally:
             self.into[name] = self.into.get(name, 0.0) + time.perf_counter() - start
+
+
+def _most_probable(probs: dict[str, float] | None) -> str | None:
+    return max(probs, key=probs.__getitem__) if probs else None
 
 
 def _texture(labels: dict[str, dict[str, float]]) -> tuple[str, dict[str, float] | None]:

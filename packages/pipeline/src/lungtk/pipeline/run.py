@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lungtk.core import LungtkError, write_text
-from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_ID, MALIGNANCY, SUBMISSION_COLUMNS, TEXTURE
+from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_ID, MALIGNANCY, PATHOLOGY, SUBMISSION_COLUMNS, TEXTURE
 from lungtk.pipeline.contract import ScanError, one_line
 from lungtk.pipeline.engine import STAGES, Component, Pipeline, ScanResult, Timer, pipeline_version
 from lungtk.pipeline.identity import source_identity
@@ -46,7 +46,7 @@ from lungtk.pipeline.report import render_report, write_thumbnails
 T = TypeVar("T")
 
 # LUNA16's submission columns, then what the pipeline measured and classified (empty when unknown).
-CSV_COLUMNS = (*SUBMISSION_COLUMNS, LUNA16_DIAMETER, "volume_mm3", TEXTURE, MALIGNANCY)
+CSV_COLUMNS = (*SUBMISSION_COLUMNS, LUNA16_DIAMETER, "volume_mm3", TEXTURE, MALIGNANCY, PATHOLOGY)
 MAX_THUMBNAILS = 12  # per scan, the most probable reported findings
 MAX_UID_BYTES = 200  # a series UID names files (<uid>.nii.gz, <uid>.json): it must fit a file name
 # A write that fails for one of these reasons would fail for every scan: the run stops.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lungtk.core import LungtkError
 from lungtk.ct_io.datasets.lndb import load_lndb
-from lungtk.ct_io.datasets.luna16 import lidc_patients, load_luna16, match_candidates
+from lungtk.ct_io.datasets.luna16 import LUNG_MASKS, lidc_patients, load_luna16, match_candidates
 from lungtk.ct_io.datasets.msd import load_msd
 from lungtk.ct_io.datasets.records import Annotation, Candidates, DatasetIndex, ScanEntry
 from lungtk.ct_io.datasets.splits import patient_folds, split_patients, split_scans
@@ -30,8 +30,10 @@ def detect_layout(root: str | os.PathLike[str]) -> str:
         return "msd"
     if next(root.rglob("trainNodules*.csv"), None) or next(root.rglob("LNDb-*.mhd"), None):
         return "lndb"
-    if any(p.name.lower().startswith("subset") for p in root.iterdir()) or next(
-        root.rglob("annotations.csv"), None
+    if (
+        any(p.name.lower().startswith("subset") or p.name == LUNG_MASKS for p in root.iterdir())
+        or (root / "phantom.json").is_file()
+        or next(root.rglob("annotations.csv"), None)
     ):
         return "luna16"
     raise LungtkError(

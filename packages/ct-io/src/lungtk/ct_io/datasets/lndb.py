@@ -18,6 +18,7 @@ from lungtk.core import LungtkError
 from lungtk.core.results import equivalent_diameter as _sphere_diameter
 from lungtk.core.tables import number, optional_number, read_rows
 from lungtk.ct_io.datasets.records import Annotation, DatasetIndex, ScanEntry
+from lungtk.ct_io.scans import DuplicateScanError
 
 NODULES = "trainNodules.csv"
 FLEISCHNER = "trainFleischner.csv"
@@ -134,7 +135,10 @@ def load_lndb(root: str | os.PathLike[str], *, merge: bool = True) -> DatasetInd
     masks: dict[str, list[Path]] = {}
     for path in sorted(root.rglob("LNDb-*.mhd")):
         if m := _CT_NAME.match(path.name):
-            images.setdefault(scan_uid(m.group(1)), path)
+            uid = scan_uid(m.group(1))
+            if uid in images and images[uid].resolve() != path.resolve():
+                raise DuplicateScanError(root, uid, images[uid], path)
+            images.setdefault(uid, path)
         elif m := _MASK_NAME.match(path.name):
             masks.setdefault(scan_uid(m.group(1)), []).append(path)
     nodules_path = _find(root, NODULES)

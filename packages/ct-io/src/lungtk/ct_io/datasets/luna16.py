@@ -26,11 +26,13 @@ from lungtk.core.labels import (
     LUNA16_ID,
     LUNA16_XYZ,
     MALIGNANCY,
+    PATHOLOGY,
+    TASK_LABELS,
     TEXTURE,
 )
-from lungtk.core.tables import number, optional_number, read_columns, read_rows
+from lungtk.core.tables import MISSING, number, optional_number, read_columns, read_rows
 from lungtk.ct_io.datasets.records import Annotation, Candidates, DatasetIndex, ScanEntry
-from lungtk.ct_io.points import find_scans
+from lungtk.ct_io.scans import find_scans
 
 ANNOTATIONS = "annotations.csv"
 WITH_MALIGNANCY = "annotations_with_malignancy.csv"
@@ -46,15 +48,9 @@ CANDIDATE_TOLERANCE = 0.25
 
 
 def _scans(root: Path) -> dict[str, Path]:
-    """Scans under subset*/ (or anywhere but the lung-mask folder when there are no subsets)."""
-    subsets = sorted(p for p in root.iterdir() if p.is_dir() and p.name.lower().startswith("subset"))
-    if not subsets:
-        return {uid: p for uid, p in find_scans(root).items() if LUNG_MASKS not in p.parts}
-    found: dict[str, Path] = {}
-    for subset in subsets:
-        for uid, path in find_scans(subset).items():
-            found.setdefault(uid, path)
-    return found
+    """Scans under subset*/ (or anywhere but the lung-mask folder when there are no subsets); a series UID
+    found twice is an error naming both files."""
+    return find_scans(root)
 
 
 def find_table(root: Path, name: str) -> Path | None:
@@ -71,6 +67,7 @@ def read_annotations(path: str | os.PathLike[str]) -> list[Annotation]:
     A diameter of -1 (annotations_excluded.csv uses it for findings without one) becomes 0. In the
     malignancy file the mean of ``mal_details`` (the readers' 1-5 ratings) is ``malignancy`` and
     ``mal_bool`` is ``malignant``. Optional ``malignancy`` and ``texture`` columns hold mean 1-5 ratings
+    and an optional ``pathology`` column a class of lungtk.core.labels (AAH+AIS, MIA, IAC; empty for none)
     (lungtk phantoms write them into annotations_with_malignancy.csv).
     """
     path = Path(path)
@@ -87,10 +84,23 @@ def read_annotations(path: str | os.PathLike[str]) -> list[Annotation]:
                 malignancy=_malignancy(row, path, line),
                 malignant=_flag(row.get("mal_bool", "")),
                 texture=_rating(row, TEXTURE, path, line),
+                pathology=_pathology(row, path, line),
                 finding=str(line),
             )
         )
     return found
+
+
+def _pathology(row: dict[str, str], path: Path, line: int) -> str | None:
+    value = row.get(PATHOLOGY, "").strip()
+    if not value or value in MISSING:
+        return None
+    if value not in TASK_LABELS[PATHOLOGY]:
+        raise LungtkError(
+            f"{path}: line {line + 1}, column '{PATHOLOGY}': {value!r} is not one of "
+            f"{', '.join(TASK_LABELS[PATHOLOGY])} (or empty)"
+        )
+    return value
 
 
 def _malignancy(row: dict[str, str], path: Path, line: int) -> float | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from lungtk.core import LungtkError
 from lungtk.ct_io.datasets.records import DatasetIndex, ScanEntry
 from lungtk.ct_io.io.formats import series_uid_of
+from lungtk.ct_io.scans import DuplicateScanError
 
 
 def _resolve(root: Path, relative: str, index: Path) -> Path | None:
@@ -21,6 +22,15 @@ def _resolve(root: Path, relative: str, index: Path) -> Path | None:
         raise LungtkError(f"{index}: an entry names no file ({relative!r})")
     path = (root / relative).resolve()
     return path if path.is_file() else None
+
+
+def _add(scans: dict[str, ScanEntry], entry: ScanEntry, root: Path, relative: str) -> None:
+    """One entry per series UID: dataset.json naming two different files with one name is an error."""
+    other = scans.get(entry.uid)
+    if other is not None and other.image != entry.image:
+        first = other.image or f"{root / entry.uid} (listed, not on disk)"
+        raise DuplicateScanError(root, entry.uid, Path(first), entry.image or root / relative)
+    scans[entry.uid] = entry
 
 
 def load_msd(root: str | os.PathLike[str]) -> DatasetIndex:
@@ -35,6 +45,9 @@ def load_msd(root: str | os.PathLike[str]) -> DatasetIndex:
         raise LungtkError(f"{index}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or "training" not in meta:
         raise LungtkError(f"{index}: has no 'training' list; is this a Decathlon dataset.json?")
+    for key in ("training", "test"):
+        if not isinstance(meta.get(key, []), list):
+            raise LungtkError(f"{index}: '{key}' must be a list, got {type(meta[key]).__name__}")
     scans: dict[str, ScanEntry] = {}
     for item in meta.get("training", []):
         if not isinstance(item, dict) or "image" not in item:
@@ -42,9 +55,10 @@ def load_msd(root: str | os.PathLike[str]) -> DatasetIndex:
         image = _resolve(root, item["image"], index)
         label = _resolve(root, item["label"], index) if item.get("label") else None
         uid = series_uid_of(item["image"])
-        scans[uid] = ScanEntry(uid, uid, image, (label,) if label else (), "training")
+        _add(scans, ScanEntry(uid, uid, image, (label,) if label else (), "training"), root, item["image"])
     for item in meta.get("test", []):
-        relative = item["image"] if isinstance(item, dict) else item
+        relative = item.get("image") if isinstance(item, dict) else item
+        image = _resolve(root, relative, index)
         uid = series_uid_of(relative)
-        scans[uid] = ScanEntry(uid, uid, _resolve(root, relative, index), (), "test")
+        _add(scans, ScanEntry(uid, uid, image, (), "test"), root, relative)
     return DatasetIndex(str(meta.get("name") or root.name), root, scans)

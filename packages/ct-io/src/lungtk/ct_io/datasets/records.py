@@ -40,6 +40,8 @@ class Annotation:
     texture: float | None = None
     malignancy: float | None = None
     malignant: bool | None = None
+    pathology: str | None = None
+    """A pathology class (lungtk.core.labels AAH+AIS / MIA / IAC) where the data set gives one."""
     readers: tuple[str, ...] = ()
     finding: str = ""
 

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 
 from lungtk.core import LungtkError
-from lungtk.core.labels import MALIGNANCY, NODULE, TASK_LABELS, TEXTURE, TEXTURES, texture_of_rating
+from lungtk.core.labels import (
+    MALIGNANCY,
+    NODULE,
+    PATHOLOGY,
+    TASK_LABELS,
+    TEXTURE,
+    TEXTURES,
+    texture_of_rating,
+)
 from lungtk.ct_io import SCAN_SUFFIXES
 from lungtk.ct_io.cache import VolumeCache
 from lungtk.ct_io.datasets import Annotation, DatasetIndex, patient_folds, split_scans
@@ -89,7 +97,7 @@ def make_splits(index: DatasetIndex, config: Mapping[str, Any]) -> dict[str, lis
     return {"train": sorted(s.uid for s in on_disk if s.uid not in set(val)), "val": val}
 
 
-POSITIVE_LABELS = (TEXTURE, MALIGNANCY)
+POSITIVE_LABELS = (TEXTURE, MALIGNANCY, PATHOLOGY)
 
 
 def annotation_label(annotation: Annotation, kind: str) -> int:
@@ -101,6 +109,8 @@ def annotation_label(annotation: Annotation, kind: str) -> int:
         if annotation.malignant is not None:
             return int(annotation.malignant)
         return -1 if annotation.malignancy is None else int(annotation.malignancy > 3)
+    if kind == PATHOLOGY:
+        return -1 if annotation.pathology is None else TASK_LABELS[PATHOLOGY].index(annotation.pathology)
     raise LungtkError(f"setting positive_label={kind!r}: use {' or '.join(POSITIVE_LABELS)} (or empty)")
 
 
@@ -115,8 +125,8 @@ def build_records(
 ) -> list[ScanRecord]:
     """Records of ``uids``; each scan is decoded into the volume cache once (later reads map it).
 
-    ``target`` is ``mask`` (segmentation: masks or region-grown pieces) or ``label`` (classification:
-    the candidates table's class).
+    ``target`` is ``mask`` (segmentation: masks or region-grown pieces), ``label`` (classification:
+    the candidates table's class) or ``none`` (the images alone: self-supervised pre-training).
     """
     mode = str(config["targets"])
     threshold = float(config["grow_threshold_hu"])
@@ -148,7 +158,9 @@ def build_records(
                 keep = record.positive_labels >= 0
                 record.positives, record.diameters = record.positives[keep], record.diameters[keep]
                 record.positive_labels = record.positive_labels[keep]
-        if target == "mask":
+        if target == "none":
+            pass
+        elif target == "mask":
             masks = nodule_masks(index, uid) if mode in ("auto", "masks") else ()
             if masks:
                 for m in masks:
@@ -197,6 +209,8 @@ def mask_positions(cache: VolumeCache, masks: tuple[Path, ...], seed: int, limit
 
 def check_labels(records: list[ScanRecord], target: str, task: str, root: Path, labels: str = NODULE) -> None:
     """A clear error when the training scans hold nothing the task can learn from."""
+    if target == "none":  # self-supervised: any scan will do
+        return
     if target == "mask":
         if not any(r.has_targets for r in records):
             raise LungtkError(
