@@ -15,7 +15,19 @@ ARCHITECTURES = architecture_names()
 
 
 def test_the_seed_networks_are_registered():
-    assert {"unet", "resunet", "unet25d", "unet3d-res", "dilated-unet"} <= set(ARCHITECTURES)
+    seeds = {"unet", "resunet", "unet25d", "unet3d-res", "dilated-unet", "nodulenet", "genesis"}
+    assert seeds <= set(ARCHITECTURES)
+
+
+def _tensors(out):
+    """Every floating-point tensor in a network's output (a tensor, or tuples, lists and dicts of them)."""
+    if torch.is_tensor(out):
+        return [out] if out.is_floating_point() else []
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, tuple | list):
+        return [t for o in out for t in _tensors(o)]
+    return []
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -27,11 +39,13 @@ def test_forward_and_backward_at_tiny_width(name):
     model = builder(**tiny["args"])
     x = torch.randn(2, *tiny["input"])
     out = model(x)
-    outputs = out if isinstance(out, tuple) else (out,)
-    seg = outputs[0]
-    dense = seg.ndim == x.ndim  # segmentation: a map the size of the input; classification: (B, classes)
-    assert seg.shape[0] == 2 and (seg.shape[2:] == x.shape[2:] if dense else seg.ndim == 2), (name, seg.shape)
-    assert all(torch.isfinite(o).all() for o in outputs)
+    outputs = _tensors(out)
+    if not isinstance(out, dict):  # a detector returns a dict of its heads' outputs (NoduleNet)
+        seg = outputs[0]
+        dense = seg.ndim == x.ndim  # segmentation: a map the size of the input; classification: (B, classes)
+        fits = seg.shape[2:] == x.shape[2:] if dense else seg.ndim == 2
+        assert seg.shape[0] == 2 and fits, (name, seg.shape)
+    assert outputs and all(torch.isfinite(o).all() for o in outputs)
     sum(o.float().square().mean() for o in outputs).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)

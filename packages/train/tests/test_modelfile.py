@@ -106,6 +106,25 @@ def test_init_copies_matching_tensors(tmp_path):
         init_from(fresh, path, "resunet")
 
 
+def test_a_task_may_start_from_other_architectures_it_lists(tmp_path):
+    """``Task.init_architectures``: nodulenet starts from a genesis pre-training (a different network whose
+    backbone tensors share names); the engine checks the file against the task's list."""
+    from lungtk.train.run import check_init
+    from lungtk.train.task import PatchRecipe, Task
+
+    model, path = _save(tmp_path / "m.safetensors")
+    recipe = PatchRecipe((16, 16, 16), None, "unit", "none", "positive")
+    task = Task(
+        "t", "resunet", {}, lambda o, b: o, lambda: None, recipe, "dice", init_architectures=("unet",)
+    )
+    assert task.init_accepts == ("resunet", "unet")
+    check_init({"init": str(path)}, task.init_accepts)
+    fresh = build_architecture("unet", ARGS)
+    assert init_from(fresh, path, task.init_accepts)[0] == len(model.state_dict())
+    with pytest.raises(LungtkError, match="needs 'resunet' or 'dilated-unet'"):
+        check_init({"init": str(path)}, ("resunet", "dilated-unet"))
+
+
 def test_components_load_shipped_and_user_weights_through_this_loader(tmp_path, monkeypatch):
     """A component's ``default_weights`` (package data) and a user's ``--weights NAME=FILE`` both reach its
     factory as ``options.weights``, and both go through :func:`load_model`, which checks the architecture."""

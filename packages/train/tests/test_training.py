@@ -337,6 +337,24 @@ def test_a_classification_task_needs_only_its_network_loss_and_metrics(scans, tm
     assert set(outcome.last_metrics) == {"accuracy", "precision", "recall", "f1", "auc", "loss"}
 
 
+def test_self_supervised_patches_need_no_labels(scans, tmp_path):
+    """``target="none"`` (Models Genesis): the images alone, from scans with or without annotations."""
+    from lungtk.core import ComponentSpec
+    from lungtk.train.run import Plan, prepare_data
+
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(scans / "subset0", unlabelled / "subset0")
+    (unlabelled / "annotations.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n")
+    spec = ComponentSpec("ssl-test", "task", "x:y", settings={"pos_fraction": 0.0})
+    config = resolve_config(spec, {"patch": "16", "val_patches": 2})
+    data, _ = prepare_data(Plan(spec, config, unlabelled, tmp_path / "run", "cpu"), "none")
+    item = data.train[data.sampler.request(0)]
+    assert set(item) == {"image", "scan"} and item["image"].shape == (1, 16, 16, 16)
+    assert data.val is not None and set(data.val[data.val_requests[0]]) == {"image", "scan"}
+    with pytest.raises(LungtkError, match="no labels"):
+        prepare_data(Plan(spec, config, unlabelled, tmp_path / "run", "cpu"), "mask")
+
+
 def test_accumulated_micro_batches_make_the_same_step_as_one_batch(scans, tmp_path):
     """Two micro-batches of 1 sum to the gradient of one batch of 2 drawn from the same samples."""
     from lungtk.train.loop import Trainer

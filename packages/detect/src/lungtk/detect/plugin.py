@@ -1,10 +1,29 @@
-"""lungtk-detect's components, registered through the ``lungtk`` entry-point group like any plugin."""
+"""lungtk-detect's components and training tasks, registered through the ``lungtk`` entry-point group like
+any plugin. Nothing heavy is imported here: factories are import paths, settings plain values."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from lungtk.core import hookimpl
+
+# NoduleNet's inference settings (one table for its detector and its segmenter, so that
+# `--set nodulenet.KEY=VALUE` addresses both roles). No weights are shipped yet: pass --weights NAME=FILE.
+NODULENET_SETTINGS = {
+    "tile": 128,
+    "overlap": 32,
+    "tile_batch": 0,
+    "rpn_threshold": 0.5,
+    "nms_iou": 0.1,
+    "max_candidates": 100,
+    "masks": True,
+    "mask_threshold": 0.5,
+}
+NODULENET_VARIANTS = {
+    "nodulenet": "NoduleNet (seed 003)",
+    "nodulenet-cbam": "NoduleNet with CBAM in its residual blocks (seed 003)",
+    "nodulenet-qam": "NoduleNet with Quartet attention in its residual blocks (seed 003)",
+}
 
 
 @hookimpl
@@ -21,4 +40,42 @@ def lungtk_register_detectors(registry: Any) -> None:
             "min_contrast_hu": 40.0,
             "max_candidates": 100,
         },
+    )
+    for name, what in NODULENET_VARIANTS.items():
+        registry.add(
+            name,
+            f"lungtk.detect.detector:{name.replace('-', '_')}",
+            summary=f"{what}: the whole scan at the model's spacing by overlapping tiles; score = mean of "
+            "the RPN and RCNN probabilities. Needs --weights.",
+            settings=NODULENET_SETTINGS,
+        )
+
+
+@hookimpl
+def lungtk_register_segmenters(registry: Any) -> None:
+    for name, what in NODULENET_VARIANTS.items():
+        registry.add(
+            name,
+            f"lungtk.detect.detector:{name.replace('-', '_')}",
+            summary=f"{what}'s mask head: the masks of its own detections (--detector {name}), or a cube "
+            "around any other candidate. Needs --weights.",
+            settings=NODULENET_SETTINGS,
+        )
+
+
+@hookimpl
+def lungtk_register_tasks(registry: Any) -> None:
+    from lungtk.detect.tasks import GENESIS, NODULENET
+
+    registry.add(
+        "nodulenet",
+        "lungtk.detect.tasks:nodulenet",
+        summary="Seed 003 NoduleNet detector (RPN + RCNN + mask head; attention none|cbam|qam).",
+        settings=NODULENET,
+    )
+    registry.add(
+        "genesis",
+        "lungtk.detect.tasks:genesis",
+        summary="Seed 003 Models Genesis pre-training of NoduleNet's FeatureNet (unlabelled scans).",
+        settings=GENESIS,
     )

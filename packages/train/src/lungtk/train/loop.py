@@ -141,7 +141,7 @@ class Trainer:
         if init:
             from lungtk.train.modelfile import init_from
 
-            init_from(model, init, self.task.architecture)
+            init_from(model, init, self.task.init_accepts)
         if self.task.init_model is not None:
             self.task.init_model(model)
         self.model = model.to(self.device)

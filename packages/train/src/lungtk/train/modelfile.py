@@ -286,10 +286,11 @@ def load_model(
 
 
 def init_from(
-    model: nn.Module, path: str | os.PathLike[str], expected_arch: str | None = None
+    model: nn.Module, path: str | os.PathLike[str], expected_arch: str | Iterable[str] | None = None
 ) -> tuple[int, int]:
     """Copy into ``model`` the tensors of a model file whose name and shape match (fine-tuning);
-    returns (copied, total in model). The architecture must match when ``expected_arch`` is given."""
+    returns (copied, total in model). The file's architecture must be ``expected_arch`` (or one of them)
+    when given."""
     header = read_header(path)
     check_architecture(header, expected_arch, "setting init")
     tensors = read_tensors(header)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,7 +261,7 @@ def train(the_plan: Plan, *, on_event: Any = None) -> Result:
     from lungtk.train.loop import amp_dtype
 
     task = create_task(the_plan.spec, config, device, precision[amp_dtype(str(config["amp"]), device)])
-    check_init(config, task.architecture)
+    check_init(config, task.init_accepts)
     data, index = prepare_data(
         the_plan, task.recipe.target, dist=dist, on_event=on_event if dist.is_main else None
     )
@@ -314,12 +314,13 @@ def train(the_plan: Plan, *, on_event: Any = None) -> Result:
     )
 
 
-def check_init(config: Mapping[str, Any], architecture: str) -> None:
-    """A fine-tuning model file (setting ``init``) must hold the task's architecture."""
+def check_init(config: Mapping[str, Any], architectures: str | Sequence[str]) -> None:
+    """A fine-tuning model file (setting ``init``) must hold the task's architecture (or one the task
+    lists as a starting point, :attr:`Task.init_architectures`)."""
     if str(config.get("init") or ""):
         from lungtk.train.modelfile import check_architecture, read_header
 
-        check_architecture(read_header(config["init"]), architecture, "setting init")
+        check_architecture(read_header(config["init"]), architectures, "setting init")
 
 
 def check_data(the_plan: Plan, target: str) -> None:
@@ -333,5 +334,5 @@ def task_target(the_plan: Plan) -> str:
     from lungtk.train.task import create_task
 
     task = create_task(the_plan.spec, the_plan.config)
-    check_init(the_plan.config, task.architecture)
+    check_init(the_plan.config, task.init_accepts)
     return task.recipe.target

@@ -28,7 +28,8 @@ from lungtk.train.metrics import Metric
 @dataclass(frozen=True)
 class PatchRecipe:
     """How patches are made: size, spacing, window, augmentation, sampler and the kind of target
-    (``mask``: a voxel mask, segmentation; ``label``: the candidate's class, classification)."""
+    (``mask``: a voxel mask, segmentation and detection; ``label``: the candidate's class, classification;
+    ``none``: the image alone, self-supervised pre-training on unlabelled scans)."""
 
     size: tuple[int, int, int]
     spacing_xyz: tuple[float, float, float] | None
@@ -75,6 +76,15 @@ class Task:
     init_model: Callable[[Any], None] | None = None
     """Called on the new network before training (after ``init``): a task that starts parts of it from
     other model files (seed 004's cascade takes its segmenter from a dilated-unet file) does it here."""
+
+    init_architectures: tuple[str, ...] = ()
+    """Architectures besides the task's own whose model files setting ``init`` may name (the tensors whose
+    names and shapes match are copied): ``nodulenet`` starts from a ``genesis`` pre-training."""
+
+    @property
+    def init_accepts(self) -> tuple[str, ...]:
+        """The architectures a fine-tuning model file (setting ``init``) may hold."""
+        return (self.architecture, *self.init_architectures)
 
     def build_model(self) -> Any:
         from lungtk.train.architectures import build_architecture

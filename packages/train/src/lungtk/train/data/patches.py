@@ -80,7 +80,8 @@ class PatchDataset(torch.utils.data.Dataset):
     """Indexed by :class:`PatchRequest` (the sampler's output), not by integers.
 
     Returns ``{"image": (1, *size) float32, "target": (1, *size) float32}`` for segmentation
-    (``target="mask"``) or ``{"image", "label": int64}`` for classification, plus ``"scan"``.
+    (``target="mask"``), ``{"image", "label": int64}`` for classification or ``{"image"}`` alone
+    (``target="none"``), plus ``"scan"``.
     """
 
     def __init__(
@@ -163,6 +164,6 @@ class PatchDataset(torch.utils.data.Dataset):
             item["target"] = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
             if self.with_labels:
                 item["label"] = torch.tensor(self.label_at(request.scan, request.centre), dtype=torch.int64)
-        else:
+        elif self.target == "label":
             item["label"] = torch.tensor(request.label, dtype=torch.int64)
         return item
