@@ -84,3 +84,15 @@ def test_differences_ignore_what_does_not_change_results():
     old = resolve_config(SPEC, {})
     new = resolve_config(SPEC, {"num_workers": 7, "log_every": 3, "lr": 0.25})
     assert differences(old, new) == ["lr: 0.5 -> 0.25"]
+
+
+def test_a_run_whose_schedule_ignores_its_length_may_change_its_length_on_resume():
+    old = {"schedule": "constant", "steps": 1500, "lr": 0.1}
+    assert differences(old, {**old, "steps": 1000}) == []
+    assert differences({**old, "schedule": "plateau"}, {**old, "schedule": "plateau", "epochs": 9}) == []
+    cosine = {**old, "schedule": "cosine"}  # its lr at a step depends on the total
+    assert differences(cosine, {**cosine, "steps": 1000}) == ["steps: 1500 -> 1000"]
+    assert differences(old, {**old, "schedule": "step", "steps": 1000}) == [
+        "schedule: 'constant' -> 'step'",
+        "steps: 1500 -> 1000",
+    ]

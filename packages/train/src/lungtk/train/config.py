@@ -300,7 +300,17 @@ def to_toml(settings: Mapping[str, Any], run: Mapping[str, Any] | None = None) -
     return "\n".join(lines) + "\n"
 
 
+# Schedules whose learning rate at a step does not depend on the run's length: a resumed run of one of
+# them may be lengthened or shortened (--steps / --epochs), and reaches the same weights at each step.
+LENGTH_FREE_SCHEDULES = ("constant", "step", "plateau")
+LENGTH_KEYS = frozenset({"steps", "epochs"})
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``key: old -> new`` for every key (but the resume-free ones) whose value differs."""
-    keys = sorted((set(old) | set(new)) - RESUME_FREE)
+    """``key: old -> new`` for every key (but the resume-free ones) whose value differs; the run's length
+    too, unless its schedule does not depend on it."""
+    free = RESUME_FREE
+    if old.get("schedule") == new.get("schedule") in LENGTH_FREE_SCHEDULES:
+        free = free | LENGTH_KEYS
+    keys = sorted((set(old) | set(new)) - free)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
