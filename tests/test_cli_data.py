@@ -51,12 +51,12 @@ def test_data_errors_are_one_line(tmp_path, lungtk_cli):
 def test_data_split_refuses_fractions_and_folds_that_make_no_split(tmp_path, lungtk_cli):
     fake_luna(tmp_path / "luna")
     for args, message in (
-        (("--val", "-0.5"), "--val must be a fraction of the patients between 0 and 1, got -0.5"),
-        (("--val", "nan"), "--val must be a fraction"),
-        (("--test", "2"), "--test must be a fraction"),
+        (("--val", "-0.5"), "--val: -0.5 is out of range; use a fraction of the patients from 0 to 1"),
+        (("--val", "nan"), "--val: nan is not a finite number"),
+        (("--test", "2"), "--test: 2 is out of range; use a fraction"),
         (("--val", "0.6", "--test", "0.6"), "add up to more than 1"),
-        (("--folds", "-1"), "--folds must be 2 or more"),
-        (("--folds", "1"), "--folds must be 2 or more"),
+        (("--folds", "-1"), "--folds: -1 is out of range"),
+        (("--folds", "1"), "--folds: 1 is not a number of folds; use 2 or more"),
     ):
         proc = lungtk_cli("data", "split", tmp_path / "luna", *args, check=1)
         assert message in proc.stderr and "Traceback" not in proc.stderr

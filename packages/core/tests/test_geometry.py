@@ -84,6 +84,12 @@ def test_shifted_geometry_places_subgrid_voxels_at_the_same_point(geometry):
         ({"spacing": [1, 0, 1]}, "spacing must be positive"),
         ({"origin": [1, 2]}, "origin must be 3 finite numbers"),
         ({"direction": np.zeros((3, 3))}, "invertible"),
+        ({"spacing": [1, 1, 1e-300]}, "spacing must be between"),
+        ({"spacing": [1, 1e5, 1]}, "spacing must be between"),
+        ({"origin": [1e308, 0, 0]}, "origin must lie within"),
+        ({"origin": [0, -2e5, 0]}, "origin must lie within"),
+        ({"direction": np.diag([1.0, 1.0, 5.0])}, "unit vectors .* lengths \\(1, 1, 5\\)"),
+        ({"direction": np.diag([0.7, 0.7, 2.5])}, "the voxel size belongs in the spacing"),
     ],
 )
 def test_invalid_geometry_is_rejected(kwargs, message):

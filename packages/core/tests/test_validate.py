@@ -160,3 +160,15 @@ def test_number_columns_are_fast_and_checked(tmp_path):
             number_column(["1", bad], "coordX", path)
     with pytest.raises(LungtkError, match="line 2, column 'p': '2' is not a probability"):
         number_column(["2"], "p", path, validate.probability)
+
+
+def test_number_columns_name_the_file_line_below_blank_lines(tmp_path):
+    from lungtk.core.tables import number_column, read_column_table
+
+    path = write(tmp_path, "c.csv", "seriesuid,coordX\n\na,1\n\n\nb,nan\n")
+    columns, lines = read_column_table(path)
+    assert lines == [3, 6] and columns["seriesuid"] == ["a", "b"]
+    with pytest.raises(LungtkError, match=r"c.csv: line 6, column 'coordX': 'nan' is not a finite"):
+        number_column(columns["coordX"], "coordX", path, lines=lines)
+    with pytest.raises(LungtkError, match=r"c.csv: line 6, column 'p': '2' is not a probability"):
+        number_column(["0.5", "2"], "p", path, validate.probability, lines=lines)

@@ -101,6 +101,9 @@ def test_mhd_dimsize_written_as_a_whole_float_is_read(tmp_path):
         ("TransformMatrix", "0 0 0 0 0 0 0 0 0", "direction must be an invertible"),
         ("TransformMatrix", "1 0 0 1 0 0 0 0 1", "direction must be an invertible"),
         ("TransformMatrix", "1 0 0 0 1 0", "TransformMatrix has 6 values"),
+        ("TransformMatrix", "1 0 0 0 1 0 0 0 5", r"\(TransformMatrix\): direction must hold unit vectors"),
+        ("ElementSpacing", "1 1 1e-300", r"\(ElementSpacing\): spacing must be between"),
+        ("Offset", "1e308 0 0", r"\(Offset\): origin must lie within"),
         ("NDims", "3.5", "NDims must be whole numbers"),
         ("NDims", "2", "is a 2D image"),
     ],
@@ -380,7 +383,8 @@ def test_detached_nrrd_headers(tmp_path):
             "its data file nowhere.raw is missing",
         ),
         "flat": ("sizes: 6 5 4\nspacings: 0 1 1\ndata file: d.raw\n", "'spacings' has a zero voxel size"),
-        "list": ("sizes: 6 5 4\nspacings: 1 1 1\ndata file: LIST\n", "multi-file NRRD data"),
+        "list": ("sizes: 6 5 4\nspacings: 1 1 1\ndata file: LIST\n", "is a multi-file NRRD form"),
+        "pct": ("sizes: 6 5 4\nspacings: 1 1 1\ndata file: d%b.raw\n", "rename it without '%'"),
     }
     for name, (fields, pattern) in cases.items():
         path = tmp_path / f"{name}.nhdr"
@@ -475,3 +479,38 @@ def test_other_dicom_objects_beside_a_series_are_left_alone(tmp_path):
     (tmp_path / "ok" / "DICOMDIR").write_bytes(bytes(128) + b"DICM" + bytes(64))
     (tmp_path / "ok" / "report.dcm").write_bytes(bytes(128) + b"DICM" + b"an unrelated object")
     assert read_ct(tmp_path / "ok").shape == (3, 9, 11)
+
+
+@pytest.mark.parametrize("name", ["a%b", "100%03d", "50%", "é", " lead", "LIST x", "tab\tx", "LOCAL x"])
+def test_scan_names_a_metaimage_header_cannot_hold_are_written_with_local_data(tmp_path, name):
+    """A '%' (MetaIO's pattern sign), non-ASCII or control characters, spaces at the ends or a keyword
+    cannot stand as ElementDataFile: the data goes inside the .mhd, and lungtk and ITK both read it."""
+    path = write_image(tmp_path / f"{name}.mhd", OK_VOXELS, GEOMETRY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}.mhd"]
+    np.testing.assert_array_equal(read_ct(path).array, OK_VOXELS)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), OK_VOXELS)
+
+
+def test_a_plain_scan_name_keeps_its_raw_file(tmp_path):
+    write_image(tmp_path / "1.2.3.mhd", OK_VOXELS, GEOMETRY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1.2.3.mhd", "1.2.3.raw"]
+
+
+def test_a_data_file_named_with_a_percent_sign_is_a_file_not_a_pattern(tmp_path):
+    path = mhd(tmp_path, name="a%b")  # written by another tool: "ElementDataFile = a%b.raw"
+    np.testing.assert_array_equal(read_ct(path).array, OK_VOXELS)
+    from lungtk.ct_io.io.header import data_files
+
+    assert data_files(path) == [tmp_path / "a%b.raw"]
+
+
+@pytest.mark.parametrize("value", ["slice%03d.raw 1 4 1", "slice%d.raw", "s%i.raw", "s%.raw 1 4 1", "LIST"])
+def test_metaimage_multi_file_forms_are_refused_in_one_line(tmp_path, value):
+    path = tmp_path / "series.mhd"
+    text = mhd(tmp_path).read_text().replace("ElementDataFile = scan.raw", f"ElementDataFile = {value}")
+    path.write_text(text)
+    with pytest.raises(CTReadError, match=r"series.mhd: multi-file MetaImage data .* not supported"):
+        read_ct(path)
+    from lungtk.ct_io.io.header import data_files
+
+    assert data_files(path) is None

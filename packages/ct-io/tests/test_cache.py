@@ -70,3 +70,21 @@ def test_crop_cache_returns_the_same_crop_as_cropping_the_scan(tmp_path):
     np.testing.assert_array_equal(first, crop(read_ct(scan), size=(6, 8, 8), center_xyz=centre).array)
     np.testing.assert_array_equal(crops.get(scan, centre, (6, 8, 8)), first)
     assert crops.volumes.info().crops == 1
+
+
+def test_a_header_naming_another_data_file_is_keyed_on_that_file(tmp_path):
+    """ "ElementDataFile = voxels.raw" beside "s.mhd": rewriting voxels.raw in place (same size) must not
+    serve the old voxels from the cache."""
+    make_scan(tmp_path / "orig.mhd", seed=0)
+    (tmp_path / "orig.raw").rename(tmp_path / "voxels.raw")
+    scan = tmp_path / "s.mhd"
+    scan.write_text((tmp_path / "orig.mhd").read_text().replace("orig.raw", "voxels.raw"))
+    cache = VolumeCache(tmp_path / "cache")
+    first = np.array(cache.get(scan).array)
+    make_scan(tmp_path / "other.mhd", seed=1)
+    (tmp_path / "other.raw").replace(tmp_path / "voxels.raw")
+    os.utime(tmp_path / "voxels.raw", ns=(1, 1))
+    second = cache.get(scan).array
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(second, read_ct(scan).array)
+    np.testing.assert_array_equal(VolumeCache(tmp_path / "cache").get(scan).array, second)

@@ -90,11 +90,20 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path):
     blocker.write_text("not a folder")
     cache = VolumeCache(blocker)
     with pytest.raises(
-        CacheError, match=f"{blocker}: cannot write to the scan cache.*LUNGTK_CACHE_DIR"
+        CacheError, match=f"{blocker}: cannot be the scan cache: {blocker} is a file.*LUNGTK_CACHE_DIR"
     ) as err:
         cache.get(scan(tmp_path / "a.mhd"))
     assert ".tmp" not in str(err.value) and "\n" not in str(err.value)
     assert cache.info().volumes == 0  # inspecting it still works
+    with pytest.raises(CacheError, match=f"{blocker}: cannot be the scan cache: .* is a file, not a folder"):
+        cache.clear()
+
+
+def test_a_missing_scan_is_that_scans_error_not_the_caches(tmp_path):
+    from lungtk.ct_io import CTReadError
+
+    with pytest.raises(CTReadError, match=r"gone.mhd: not found"):
+        VolumeCache(tmp_path / "cache").warm(tmp_path / "gone.mhd")
 
 
 def test_a_full_disk_while_caching_names_the_cache(tmp_path, monkeypatch):

@@ -248,7 +248,7 @@ def test_split_patients_is_seeded_disjoint_and_covers_everyone():
 def test_patient_folds_are_balanced():
     folds = patient_folds([f"p{i}" for i in range(10)], k=4, seed=1)
     assert sorted(np.bincount(list(folds.values())).tolist()) == [2, 2, 3, 3]
-    with pytest.raises(LungtkError, match="folds need"):
+    with pytest.raises(LungtkError, match="cannot make 3 folds of 2 patients: use 2 folds"):
         patient_folds(["a", "b"], k=3)
 
 
@@ -268,3 +268,122 @@ def test_malignancy_table_pathology_column(luna):
         LungtkError, match=r"line 2, column 'pathology': 'adenoma' is not one of AAH\+AIS, MIA, IAC"
     ):
         load_luna16(luna)
+
+
+CANDIDATE_HEADER = "seriesuid,coordX,coordY,coordZ,class\n"
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ("nan,0,0,0", r"column 'coordX': 'nan' is not a finite number"),
+        ("0,inf,0,0", r"column 'coordY': 'inf' is not a finite number"),
+        ("0,0,-Infinity,0", r"column 'coordZ': '-Infinity' is not a finite number"),
+        ("0,0,1e300,0", r"column 'coordZ': '1e300' is out of range"),
+        ("0,zero,0,0", r"column 'coordY': 'zero' is not a number"),
+        ("0,0,0,2", r"column 'class': '2' is not a candidate class; use 1 .* or 0"),
+        ("0,0,0,nan", r"column 'class': 'nan' is not a finite number"),
+        ("0,0,0,0.5", r"column 'class': '0.5' is not a candidate class"),
+    ],
+)
+def test_candidates_refuse_non_finite_and_bad_cells_by_file_line(luna, cells, message):
+    """Blank lines above the bad row: the message names its line in the file."""
+    write(luna / "candidates_V2.csv", f"{CANDIDATE_HEADER}{UID_A},1,2,3,0\n\n\n{UID_A},{cells}\n")
+    with pytest.raises(LungtkError, match=rf"candidates_V2.csv: line 5, {message}"):
+        load_luna16(luna)
+
+
+def test_candidates_with_blank_lines_and_padding_read_as_numbers(luna):
+    write(luna / "candidates_V2.csv", f"{CANDIDATE_HEADER}\n{UID_A}, 1.5 ,2,3,1\n\n{UID_B},-4,5,6,0\n")
+    table = load_luna16(luna).candidates
+    assert table.center_xyz.tolist() == [[1.5, 2.0, 3.0], [-4.0, 5.0, 6.0]]
+    assert table.label.tolist() == [1, 0] and table.uid.tolist() == [UID_A, UID_B]
+    write(luna / "candidates_V2.csv", f"{CANDIDATE_HEADER}\n , 1.5 ,2,3,1\n")
+    with pytest.raises(LungtkError, match=r"line 3, column 'seriesuid': is empty"):
+        load_luna16(luna)
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ("1,2,nan,4", r"column 'coordZ': 'nan' is not a finite number"),
+        ("1,2,3,inf", r"column 'diameter_mm': 'inf' is not a finite number"),
+        ("1,2,3,-5", r"column 'diameter_mm': '-5' is out of range"),
+        ("1e9,2,3,4", r"column 'coordX': '1e9' is out of range"),
+    ],
+)
+def test_annotations_are_checked_by_file_line(luna, cells, message):
+    write(luna / "annotations.csv", f"seriesuid,coordX,coordY,coordZ,diameter_mm\n\n{UID_A},{cells}\n")
+    with pytest.raises(LungtkError, match=rf"annotations.csv: line 3, {message}"):
+        load_luna16(luna)
+
+
+def test_excluded_annotations_keep_minus_one_as_no_diameter(luna):
+    write(
+        luna / "annotations_excluded.csv", f"seriesuid,coordX,coordY,coordZ,diameter_mm\n{UID_A},1,2,3,-1\n"
+    )
+    assert [a.diameter_mm for a in load_luna16(luna).excluded] == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ('"[4, 9]"', r"column 'mal_details': '\[4, 9\]' is not a list of 1-5 ratings"),
+        ('"[4, nan]"', r"column 'mal_details'"),
+        ('"__import__(1)"', r"column 'mal_details'"),
+        ('"[[[[]]]]"', r"column 'mal_details'"),
+    ],
+)
+def test_malignancy_details_are_ratings(luna, cells, message):
+    write(
+        luna / "annotations_with_malignancy.csv",
+        f"seriesuid,coordX,coordY,coordZ,diameter_mm,mal_details\n\n{UID_A},1,2,3,4,{cells}\n",
+    )
+    with pytest.raises(LungtkError, match=rf"line 3, {message}"):
+        load_luna16(luna)
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ("1,1,1,nan,0,0,1,10,5", r"column 'x': 'nan' is not a finite number"),
+        ("1,1,1,0,0,0,1,-10,5", r"column 'Volume': '-10' is out of range"),
+        ("1,1,1,0,0,0,1,inf,5", r"column 'Volume': 'inf' is not a finite number"),
+        ("1,1,1,0,0,0,7,10,5", r"column 'Nodule': '7' is out of range"),
+        ("1,1,1,0,0,0,1,10,9", r"column 'Text': '9' is out of range"),
+        ("1.5,1,1,0,0,0,1,10,5", r"column 'LNDbID': '1.5' is not a whole number"),
+        ("1,,1,0,0,0,1,10,5", r"column 'RadID': is empty"),
+    ],
+)
+def test_lndb_findings_are_checked_by_file_line(lndb, cells, message):
+    write(
+        lndb / "trainset_csv" / "trainNodules.csv",
+        f"LNDbID,RadID,FindingID,x,y,z,Nodule,Volume,Text\n1,1,1,0,0,0,1,10,5\n\n{cells}\n",
+    )
+    with pytest.raises(LungtkError, match=rf"trainNodules.csv: line 4, {message}"):
+        load_lndb(lndb)
+
+
+def test_lndb_fleischner_and_folds_are_checked(lndb):
+    write(lndb / "trainset_csv" / "trainFleischner.csv", "LNDbID,Fleischner\n1,3\n\n2,7\n")
+    with pytest.raises(LungtkError, match=r"trainFleischner.csv: line 4, column 'Fleischner': '7'"):
+        load_lndb(lndb)
+    write(lndb / "trainset_csv" / "trainFleischner.csv", "LNDbID,Fleischner\n1,3\n")
+    write(lndb / "trainset_csv" / "trainFolds.csv", "Fold0,Fold1\n1,x\n")
+    with pytest.raises(LungtkError, match=r"trainFolds.csv: line 2, column 'Fold1': 'x' is not a number"):
+        load_lndb(lndb)
+
+
+def test_msd_label_named_but_not_on_disk_is_an_error_not_an_unlabelled_scan(msd):
+    (msd / "labelsTr" / "lung_003.nii.gz").unlink()
+    with pytest.raises(
+        LungtkError, match=r"dataset.json: the label './labelsTr/lung_003.nii.gz' .* not on disk"
+    ):
+        load_msd(msd)
+
+
+def test_more_folds_than_patients_says_how_many_are_possible():
+    with pytest.raises(LungtkError, match="cannot make 5 folds of 3 patients: use 2 to 3 folds"):
+        patient_folds(["a", "b", "c"], 5)
+    with pytest.raises(LungtkError, match="folds need 2 patients or more"):
+        patient_folds(["a"], 2)

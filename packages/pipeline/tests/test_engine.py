@@ -178,21 +178,25 @@ def test_given_locations_replace_the_detector(tmp_path):
     [
         ("scan-a,1,2,inf,5", "'coordZ': '?inf'? is not a finite number"),
         ("scan-a,1,2,x,5", "'coordZ': 'x' is not a number"),
-        ("scan-a,1,2,3,-5", "'diameter_mm': '?-5'? is negative"),
-        ("scan-a,1,2,3,nan", "'diameter_mm': '?nan'? is not a finite number"),
+        ("scan-a,1,2,3,-5", "'diameter_mm': '-5' is out of range"),
+        ("scan-a,1,2,3,nan", "'diameter_mm': 'nan' is not a finite number"),
+        ("scan-a,1,2,3,1e9", "'diameter_mm': '1e9' is out of range"),
+        ("scan-a,1e9,2,3,4", "'coordX': '1e9' is out of range"),
+        (",1,2,3,4", "'seriesuid': is empty"),
     ],
 )
 def test_given_locations_are_validated_with_file_and_line(tmp_path, row, message):
     table = tmp_path / "clicks.csv"
-    table.write_text(f"seriesuid,coordX,coordY,coordZ,diameter_mm\nscan-a,0,0,0,4\n{row}\n")
-    with pytest.raises(LungtkError, match=rf"clicks.csv: line 3, column {message}"):
+    # blank lines above the bad row: the message names the row's line in the file, not its position
+    table.write_text(f"seriesuid,coordX,coordY,coordZ,diameter_mm\n\nscan-a,0,0,0,4\n\n{row}\n")
+    with pytest.raises(LungtkError, match=rf"clicks.csv: line 5, column {message}"):
         GivenCandidates.read(table)
 
 
 def test_given_probability_must_be_a_probability(tmp_path):
     table = tmp_path / "clicks.csv"
     table.write_text("seriesuid,coordX,coordY,coordZ,probability\nscan-a,0,0,0,2.0\n")
-    with pytest.raises(LungtkError, match="'probability': 2 is not between 0 and 1"):
+    with pytest.raises(LungtkError, match="'probability': '2.0' is not a probability"):
         GivenCandidates.read(table)
 
 
@@ -211,6 +215,21 @@ def test_truth_matching_uses_the_radius_rule(tmp_path):
     ]
     matches = match_truth(truth, findings, 0.5, seriesuid="a")
     assert [(m.diameter_mm, m.finding) for m in matches] == [(10.0, 2), (6.0, None)]
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ("a,nan,0,0,10", "'coordX': 'nan' is not a finite number"),
+        ("a,0,0,0,-3", "'diameter_mm': '-3' is out of range"),
+        ("a,0,0,0,inf", "'diameter_mm': 'inf' is not a finite number"),
+    ],
+)
+def test_truth_rows_are_checked_and_named_by_their_file_line(tmp_path, cells, message):
+    truth = tmp_path / "nodules.csv"
+    truth.write_text(f"seriesuid,coordX,coordY,coordZ,diameter_mm\n\na,0,0,0,10\n\n\n{cells}\n")
+    with pytest.raises(LungtkError, match=rf"nodules.csv: line 6, column {message}"):
+        match_truth(truth, [], 0.5)
 
 
 def test_the_library_runs_without_typer_or_torch(tmp_path):
@@ -246,3 +265,44 @@ def test_the_library_runs_without_typer_or_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_given_locations_must_name_a_scan_of_the_run(tmp_path):
+    table = tmp_path / "clicks.csv"
+    table.write_text("seriesuid,coordX,coordY,coordZ\na,0,0,0\nb,1,1,1\n")
+    given = GivenCandidates.read(table)
+    assert given.check_covers(["a", "c"]) == ["b"]
+    with pytest.raises(LungtkError, match=r"clicks.csv: names none of the 2 scan\(s\) of this run"):
+        given.check_covers(["c", "d"])
+
+
+def test_output_advice_names_only_options_the_command_has(tmp_path):
+    from lungtk.pipeline.run import check_writable
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(LungtkError) as err:
+        check_writable(blocker)
+    assert err.value.for_command({"--out", "--resume"}).endswith(
+        "is a file, not a folder; choose another --out"
+    )
+    assert err.value.for_command({"--seed"}).endswith("is a file, not a folder; choose another folder")
+
+
+def test_a_list_file_may_start_with_a_byte_order_mark(tmp_path):
+    scan = tmp_path / "1.2.mhd"
+    write_image(scan, np.zeros((4, 5, 6), np.int16), Geometry(np.zeros(3), np.ones(3), np.eye(3)))
+    listing = tmp_path / "scans.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + f"{scan}\r\n".encode())
+    assert expand_scans([listing]) == [("1.2", scan)]
+
+
+def test_scan_identity_follows_a_data_file_named_with_a_percent_sign(tmp_path):
+    from lungtk.pipeline.identity import source_identity
+
+    raw = tmp_path / "a%b.raw"
+    raw.write_bytes(b"\0" * 8)
+    header = tmp_path / "a%b.mhd"
+    header.write_text("NDims = 3\nElementDataFile = a%b.raw\n")
+    files = [f["file"] for f in source_identity(header)["files"]]
+    assert files == ["a%b.mhd", "a%b.raw"]

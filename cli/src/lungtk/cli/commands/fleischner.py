@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lungtk.cli.console import checked, note, stdout
+from lungtk.cli.console import checked, note, stdout, warning
 from lungtk.core import LungtkError, validate, write_text
 
 if TYPE_CHECKING:
@@ -149,7 +149,27 @@ def _inputs(
         return cases_from_annotations(index.scans, index.annotations), references
     if nodules is None or labels is None:
         raise LungtkError("give a nodule table and --labels (patient,category), or --lndb FOLDER")
-    return read_cases(nodules), read_labels(labels)
+    cases, reference = read_cases(nodules), read_labels(labels)
+    _check_patients(cases, reference, nodules, labels)
+    return cases, reference
+
+
+def _check_patients(cases: dict[str, Case], reference: dict[str, int], nodules: Path, labels: Path) -> None:
+    """The nodule table and the labels must be about the same patients: a labelled patient without rows
+    has no nodules (that is allowed), but labels that name none of the table's patients are the wrong
+    file, and the table's unlabelled patients are left out (said, not silent)."""
+    if cases and reference and not set(cases) & set(reference):
+        raise LungtkError(
+            f"{labels}: none of its {len(reference)} patient(s) appears in {nodules} (the labels name e.g. "
+            f"{next(iter(reference))!r}, the table e.g. {next(iter(cases))!r}); give the labels of the "
+            "table's patients"
+        )
+    unlabelled = [p for p in cases if p not in reference]
+    if unlabelled:
+        shown = ", ".join(repr(p) for p in unlabelled[:3]) + (" ..." if len(unlabelled) > 3 else "")
+        warning(
+            f"{len(unlabelled)} patient(s) of {nodules} have no label in {labels} and are left out: {shown}"
+        )
 
 
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="CSV of patient,category (reference).")]

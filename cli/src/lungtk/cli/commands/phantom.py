@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lungtk.cli.console import note, progress_bar
-from lungtk.core import LungtkError
+from lungtk.cli.console import checked, note, progress_bar
+from lungtk.core import validate
+
+MAX_SCANS = 100_000  # a set of more is better made as several sets (each scan is ~20 MB at the default shape)
 
 
 class Format(StrEnum):
@@ -25,22 +26,38 @@ class Shapes(StrEnum):
 
 
 def _triple(text: str | None, option: str, kind: type) -> tuple | None:
+    """Three comma-separated numbers, each checked and named (``--shape (rows): 'x' is not a number``);
+    the phantom library then checks what a chest needs."""
     if text is None:
         return None
-    try:
-        values = tuple(kind(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        what = "whole numbers" if kind is int else "numbers"
-        raise LungtkError(f"{option} takes three comma-separated {what}, got {text!r}") from None
-    if len(values) != 3 or any(not math.isfinite(v) or v <= 0 for v in values):
-        raise LungtkError(f"{option} takes three positive numbers, got {text!r}")
-    return values
+    if kind is int:
+        names = ("slices", "rows", "columns")
+        return tuple(validate.number_list(text, option, 3, _whole, names=names))
+    return tuple(validate.number_list(text, option, 3, validate.positive, names=("x", "y", "z")))
+
+
+def _whole(value: object, what: str) -> int:
+    return validate.integer(value, what, 1)
 
 
 def phantom(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the data set to (new or empty).")],
-    n: Annotated[int, typer.Option("--n", help="Number of scans.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="0 or more; the same seed gives the same bytes.")] = 0,
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n",
+            help=f"Number of scans (1 to {MAX_SCANS}).",
+            callback=checked(validate.count, high=MAX_SCANS),
+        ),
+    ] = 1,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="0 to 2**32-1; the same seed gives the same bytes.",
+            callback=checked(validate.seed),
+        ),
+    ] = 0,
     shape: Annotated[
         str, typer.Option("--shape", help="Voxels as Z,Y,X (slices, rows, columns).")
     ] = "160,256,256",
@@ -61,6 +78,7 @@ def phantom(
         float | None,
         typer.Option(
             "--ggn-fraction",
+            callback=checked(validate.probability),
             help="The probability that a nodule is subsolid (ground-glass or part-solid), e.g. 0.8 for "
             "GGN pathology training; default: as the LIDC shapes come (about 1 in 7).",
         ),

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from lungtk.cli.console import progress_bar, status, stderr, stdout
-from lungtk.core import LungtkError, get_registry
+from lungtk.cli.console import checked, progress_bar, status, stderr, stdout, warning
+from lungtk.core import LungtkError, get_registry, validate
 from lungtk.core.labels import (
     LUNA16_DIAMETER,
     LUNA16_ID,
@@ -25,11 +25,15 @@ from lungtk.core.labels import (
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from lungtk.core import ComponentSpec, Registry
     from lungtk.pipeline import Pipeline, RunSummary
 
 app = typer.Typer(
     help="Run detection, segmentation, classification and follow-up on CT scans.", no_args_is_help=True
 )
+
+
+MAX_BATCH = 65536  # candidates per call: more than any scan has, few enough to allocate
 
 
 class Scheme(StrEnum):
@@ -124,13 +128,25 @@ def run_command(
     ] = Scheme.fleischner2017,
     risk: Annotated[Risk, typer.Option("--risk", help="Patient risk for the 2017 guideline.")] = Risk.high,
     threshold: Annotated[
-        float, typer.Option("--threshold", help="Findings at this probability or more are reported.")
+        float,
+        typer.Option(
+            "--threshold",
+            help="Findings at this probability or more are reported (0 to 1).",
+            callback=checked(validate.probability),
+        ),
     ] = 0.5,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
         PrecisionChoice, typer.Option("--precision", help="Arithmetic of learned components on a GPU.")
     ] = PrecisionChoice.fp32,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Candidates per segmenter call.")] = 16,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="Candidates per segmenter call (1 to 65536).",
+            callback=checked(validate.count, high=MAX_BATCH),
+        ),
+    ] = 16,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse scans already done in --out.")] = False,
 ) -> None:
     """Detect, segment and classify nodules, then recommend follow-up, for every scan.
@@ -147,14 +163,15 @@ def run_command(
     from lungtk.core.options import parse_assignments, parse_weights
     from lungtk.pipeline import GivenCandidates, Pipeline, expand_scans
 
-    if not 0.0 <= threshold <= 1.0:
-        raise LungtkError(f"--threshold {threshold}: use a probability between 0 and 1")
-    if batch_size < 1:
-        raise LungtkError(f"--batch-size {batch_size}: use a whole number of 1 or more")
     settings = parse_assignments(set_ or [])
     model_files = parse_weights(weights or [])
     found = expand_scans(scans)
     given = GivenCandidates.read(candidates) if candidates is not None else None
+    if given is not None:
+        others = given.check_covers(uid for uid, _ in found)
+        if others:
+            shown = ", ".join(_shown(u) for u in others[:3]) + (" ..." if len(others) > 3 else "")
+            warning(f"{candidates}: locations on {len(others)} scan(s) not in this run are ignored: {shown}")
     pipeline = Pipeline.from_registry(
         get_registry(),
         given if given is not None else detector,
@@ -204,7 +221,9 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the phantom and the results.")] = Path(
         "lungtk-demo"
     ),
-    seed: Annotated[int, typer.Option("--seed", help="Phantom seed.")] = 2026,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Phantom seed (0 to 2**32-1).", callback=checked(validate.seed))
+    ] = 2026,
 ) -> None:
     """Make a synthetic chest CT, run the pipeline on it and show what it found.
 
@@ -218,9 +237,9 @@ def demo(
     from lungtk.pipeline import Pipeline, expand_scans
 
     registry = get_registry()
-    detector = _best(registry.names("detector"), ("nodulenet", "blob"))
-    segmenter = _best(registry.names("segmenter"), ("regiongrow", "resunet"))
-    classifier = _best(registry.names("classifier"), ("size",))
+    detector = _best(registry, "detector", ("nodulenet", "blob"))
+    segmenter = _best(registry, "segmenter", ("regiongrow", "resunet"))
+    classifier = _best(registry, "classifier", ("size",))
     with status("making a phantom chest CT"):
         write_phantoms(out / "phantom", n=1, seed=seed, n_nodules=3, overwrite=True)
     pipeline = Pipeline.from_registry(registry, detector, segmenter, [classifier])
@@ -273,10 +292,24 @@ def _truth_table(nodules_csv: Path, findings: list[dict], threshold: float) -> T
     return table
 
 
-def _best(available: list[str], preferred: tuple[str, ...]) -> str:
+def _best(registry: Registry, kind: str, preferred: tuple[str, ...]) -> str:
+    """The first of ``preferred`` that runs without a model file from the user (a classical component,
+    or one whose shipped weights are installed): the demo has no --weights to ask for one."""
+    available = registry.names(kind)  # type: ignore[arg-type]
+    ready = [name for name in available if _runs_as_shipped(registry.get(kind, name))]  # type: ignore[arg-type]
     for name in preferred:
-        if name in available:
+        if name in ready:
             return name
-    if available:
-        return available[0]
-    raise LungtkError(f"no component of a needed kind is installed (wanted one of {', '.join(preferred)})")
+    if ready:
+        return ready[0]
+    raise LungtkError(
+        f"no {kind} that runs without a model file is installed (wanted one of {', '.join(preferred)}); "
+        "reinstall lungtk"
+    )
+
+
+def _runs_as_shipped(spec: ComponentSpec) -> bool:
+    if spec.default_weights is not None:
+        path = spec.weights_path()
+        return path is not None and path.is_file()
+    return spec.cpu_only  # the classical components take no weights

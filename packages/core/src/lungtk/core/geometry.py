@@ -22,6 +22,12 @@ from numpy.typing import ArrayLike, NDArray
 
 _CHUNK = 16384
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+# What a geometry may hold: far beyond any real scan, near enough that its arithmetic stays exact (an
+# origin of 1e308 mm or a spacing of 1e-300 mm is a damaged header, not a scan). The same bounds as
+# lungtk.core.validate's for coordinates and sizes.
+MAX_ORIGIN_MM = 1e5
+MIN_SPACING_MM, MAX_SPACING_MM = 1e-6, 1e4
+UNIT_TOLERANCE = 1e-2  # how far a direction column's length may stray from 1 (float noise in headers)
 
 
 def _vec3(value: ArrayLike, what: str) -> NDArray[np.float64]:
@@ -29,6 +35,10 @@ def _vec3(value: ArrayLike, what: str) -> NDArray[np.float64]:
     if arr.shape != (3,) or not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} must be 3 finite numbers (x, y, z), got {value!r}")
     return arr
+
+
+def _shown(values: NDArray[np.float64]) -> str:
+    return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"
 
 
 def _points(points: ArrayLike) -> tuple[NDArray[np.float64], bool]:
@@ -52,13 +62,25 @@ class Geometry:
         origin = _vec3(self.origin, "origin")
         spacing = _vec3(self.spacing, "spacing")
         if np.any(spacing <= 0):
-            raise ValueError(f"spacing must be positive, got {tuple(spacing)}")
+            raise ValueError(f"spacing must be positive, got {_shown(spacing)}")
+        if np.any(spacing < MIN_SPACING_MM) or np.any(spacing > MAX_SPACING_MM):
+            raise ValueError(
+                f"spacing must be between {MIN_SPACING_MM:g} and {MAX_SPACING_MM:g} mm, got {_shown(spacing)}"
+            )
+        if np.any(np.abs(origin) > MAX_ORIGIN_MM):
+            raise ValueError(f"origin must lie within +-{MAX_ORIGIN_MM:g} mm, got {_shown(origin)}")
         direction = np.asarray(self.direction, dtype=np.float64)
         if direction.size != 9:
             raise ValueError(f"direction must have 9 numbers (3x3, row-major), got {direction.size}")
         direction = direction.reshape(3, 3)
         if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
             raise ValueError(f"direction must be an invertible 3x3 matrix, got {direction.tolist()}")
+        lengths = np.linalg.norm(direction, axis=0)
+        if np.any(np.abs(lengths - 1.0) > UNIT_TOLERANCE):
+            raise ValueError(
+                "direction must hold unit vectors (direction cosines; the voxel size belongs in the "
+                f"spacing), but its columns have lengths {_shown(lengths)}"
+            )
         for name, value in (("origin", origin), ("spacing", spacing), ("direction", direction)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)

@@ -125,7 +125,10 @@ class ComponentSpec:
             if weights is None or not weights.is_file():
                 raise LungtkError(
                     f"{self.kind} '{self.name}' from {self.provider}: its shipped weights {weights} are "
-                    f"missing; reinstall {self.distribution} or pass a model file with --weights {self.name}=FILE"
+                    "missing",
+                    option="--weights",
+                    advice=f"reinstall {self.distribution} or pass a model file with --weights {self.name}=FILE",
+                    otherwise=f"reinstall {self.distribution}",
                 )
         elif weights is not None and not Path(weights).is_file():
             raise LungtkError(f"{self.kind} '{self.name}': weights file {weights} does not exist")

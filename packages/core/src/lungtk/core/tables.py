@@ -67,11 +67,22 @@ def _records(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tup
 
 def read_columns(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """Column name -> its cells (as written, not stripped), for big tables such as LUNA16's
-    551065-row candidates.csv. Blank lines are skipped."""
+    551065-row candidates.csv. Blank lines are skipped: :func:`read_column_table` keeps the lines."""
+    return read_column_table(path, required)[0]
+
+
+def read_column_table(
+    path: str | os.PathLike[str], required: tuple[str, ...] = ()
+) -> tuple[dict[str, list[str]], list[int]]:
+    """:func:`read_columns`'s columns and the file line of each row (the header is line 1), to pass to
+    :func:`number_column` so a bad cell below a blank line is named by its real line."""
     header, records = _records(Path(path), required)
     rows = [row for _, row in records]
     columns = list(zip(*rows, strict=False)) if rows else [() for _ in header]
-    return {name: list(cells) for name, cells in zip(header, columns, strict=False)}
+    return (
+        {name: list(cells) for name, cells in zip(header, columns, strict=False)},
+        [line for line, _ in records],
+    )
 
 
 def read_rows(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> list[dict[str, str]]:
@@ -149,11 +160,19 @@ def optional_number(
 
 
 def number_column(
-    cells: Sequence[str], column: str, path: str | os.PathLike[str], check: Check = finite
+    cells: Sequence[str],
+    column: str,
+    path: str | os.PathLike[str],
+    check: Check = finite,
+    *,
+    lines: Sequence[int] | None = None,
 ) -> NDArray[np.float64]:
     """A column of :func:`read_columns` as float64, fast (LUNA16's 551065 candidates): every cell must
     pass ``check`` (default: any finite number), else the first bad cell is a one-line error with its
-    file, line and column (the line assumes no blank lines above it, as :func:`read_columns` drops them)."""
+    file, line and column. ``lines`` are the rows' file lines (:func:`read_column_table`); without them
+    the line assumes no blank lines above the cell."""
+    if lines is not None and len(lines) != len(cells):
+        raise ValueError(f"{len(lines)} lines for {len(cells)} cells")
     try:
         values = np.array(cells, dtype=np.float64) if len(cells) else np.zeros(0)
         if check is finite and np.isfinite(values).all():
@@ -161,5 +180,9 @@ def number_column(
     except ValueError:
         pass
     return np.array(
-        [check(text, cell_name(path, i + 2, column)) for i, text in enumerate(cells)], dtype=np.float64
+        [
+            check(text, cell_name(path, lines[i] if lines is not None else i + 2, column))
+            for i, text in enumerate(cells)
+        ],
+        dtype=np.float64,
     )

@@ -31,8 +31,9 @@ from numpy.typing import ArrayLike, NDArray
 from lungtk.core import Geometry, LungtkError, atomic_path, write_text
 from lungtk.core.labels import PAD_HU
 from lungtk.ct_io.crops import crop
-from lungtk.ct_io.errors import describe_os_error
+from lungtk.ct_io.errors import CTReadError, describe_os_error
 from lungtk.ct_io.io.formats import read_ct
+from lungtk.ct_io.io.header import data_files
 from lungtk.ct_io.volume import CTVolume
 
 CACHE_ENV = "LUNGTK_CACHE_DIR"
@@ -49,7 +50,21 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and ".tmp" in path.name
 
 
+def _not_a_folder(root: Path) -> CacheError | None:
+    """The error for a cache folder that is a file (or lies under one), else None."""
+    blocker = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is None:
+        return None
+    return CacheError(
+        f"{root}: cannot be the scan cache: {blocker} is a file, not a folder; set {CACHE_ENV} to a folder "
+        "(or move that file away)"
+    )
+
+
 def _cache_write_error(root: Path, exc: OSError) -> CacheError:
+    blocked = _not_a_folder(root)
+    if blocked is not None:
+        return blocked
     return CacheError(
         f"{root}: cannot write to the scan cache: {describe_os_error(exc).removeprefix('cannot write: ')}; "
         f"set {CACHE_ENV} to a writable folder with free space"
@@ -68,13 +83,29 @@ def source_fingerprint(path: str | os.PathLike[str], series: str | None = None) 
     path = Path(path).resolve()
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
-    else:  # an .mhd's data file sits beside it under the same stem
-        files = [path, *(p for p in (path.with_suffix(".raw"), path.with_suffix(".zraw")) if p.is_file())]
+    else:  # a header's data file: the one it names (not always <stem>.raw)
+        files = [path, *(p for p in _data_of(path) if p.is_file())]
     h = hashlib.sha256(f"v{FORMAT_VERSION}|{path}|{series or ''}".encode())
     for f in files:
-        st = f.stat()
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            raise CTReadError(f, "not found; check the path") from None
+        except OSError as exc:  # a scan that cannot be looked at is that scan's problem, not the cache's
+            raise CTReadError(f, f"cannot be read ({exc.strerror or exc})") from None
         h.update(f"|{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:24]
+
+
+def _data_of(path: Path) -> list[Path]:
+    """The data files of a scan file: those its header names, else ``<stem>.raw`` / ``.zraw``."""
+    try:
+        named = data_files(path)
+    except OSError:
+        named = None
+    if named is not None:
+        return named
+    return [path.with_suffix(".raw"), path.with_suffix(".zraw")]
 
 
 def _map_npy(path: Path) -> NDArray[Any]:
@@ -116,15 +147,24 @@ class VolumeCache:
         self.dir = self.root / "volumes"
         self._open: dict[str, CTVolume] = {}  # volumes this process has mapped, by fingerprint
         self._recent: dict[tuple[str, str | None], tuple[tuple[int, ...], CTVolume]] = {}
+        self._data_names: dict[str, tuple[tuple[int, ...], list[str]]] = {}  # header -> its data files
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.dir / f"{key}.npy", self.dir / f"{key}.json"
 
     def _stamp(self, path: str | os.PathLike[str]) -> tuple[int, ...]:
-        """Cheap change detection for the per-call fast path: size and mtime of a file and its .raw."""
-        stamp: list[int] = []
-        stem = os.path.splitext(os.fspath(path))[0]
-        for f in (os.fspath(path), stem + ".raw", stem + ".zraw"):
+        """Cheap change detection for the per-call fast path: size and mtime of a file and its data
+        file (the header is read again only when the header itself changed)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        known = self._data_names.get(os.fspath(path))
+        if known is None or known[0] != tuple(stamp):
+            known = (tuple(stamp), [os.fspath(p) for p in _data_of(Path(path))])
+            self._data_names[os.fspath(path)] = known
+        for f in known[1]:
             try:
                 st = os.stat(f)
             except OSError:
@@ -243,6 +283,9 @@ class VolumeCache:
 
     def clear(self) -> int:
         """Remove every cached volume and crop (temporary files included); returns the bytes freed."""
+        blocked = _not_a_folder(self.root)
+        if blocked is not None:
+            raise blocked
         freed = 0
         for f in self._files():
             with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ import numpy as np
 
 from lungtk.core import Geometry, LungtkError
 from lungtk.core.labels import LUNA16_ID, LUNA16_XYZ
+from lungtk.core.validate import finite
 from lungtk.ct_io.io.header import read_geometry
 from lungtk.ct_io.scans import find_scans
 
@@ -37,28 +38,35 @@ def point_columns(direction: Direction) -> tuple[tuple[str, ...], tuple[str, ...
     return (LUNA16_XYZ, IRC) if direction == "xyz2irc" else (IRC, LUNA16_XYZ)
 
 
-def _parse(rows: Sequence[dict[str, str]], columns: Sequence[str], source: str) -> np.ndarray:
+def _row_names(source: str, count: int, lines: Sequence[int] | None) -> list[str]:
+    """How messages name each row: ``"table.csv: line 5"`` (the file's line) or ``"table.csv: row 3"``."""
+    if lines is not None:
+        return [f"{source}: line {line}" for line in lines]
+    return [f"{source}: row {i + 1}" for i in range(count)]
+
+
+def _parse(rows: Sequence[dict[str, str]], columns: Sequence[str], names: Sequence[str]) -> np.ndarray:
     values = np.empty((len(rows), 3))
     for i, row in enumerate(rows):
         for j, column in enumerate(columns):
+            what = f"{names[i]}, column '{column}'"
             if column not in row or row[column] in (None, ""):
-                raise LungtkError(f"{source}: row {i + 1} has no value in column '{column}'")
-            try:
-                values[i, j] = float(row[column])
-            except ValueError:
-                raise LungtkError(
-                    f"{source}: row {i + 1}, column '{column}': {row[column]!r} is not a number"
-                ) from None
-    if not np.all(np.isfinite(values)):
-        bad = int(np.argwhere(~np.isfinite(values))[0, 0]) + 1
-        raise LungtkError(f"{source}: row {bad} has a non-finite coordinate")
+                raise LungtkError(f"{what}: is empty; every row needs a value here")
+            values[i, j] = finite(row[column], what)
     return values
 
 
 def convert_points(
-    points: np.ndarray, grid: Grid, direction: Direction, *, continuous: bool = False, source: str = "input"
+    points: np.ndarray,
+    grid: Grid,
+    direction: Direction,
+    *,
+    continuous: bool = False,
+    source: str = "input",
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Convert (N, 3) points; with a known shape, a point outside the scan is an error."""
+    """Convert (N, 3) points; with a known shape, a point outside the scan is an error naming the point
+    (``names[i]``, else ``point i`` of ``source``)."""
     if direction == "xyz2irc":
         irc = grid.geometry.xyz2irc(points, continuous=True)
         result = irc if continuous else np.floor(irc + 0.5).astype(np.int64)
@@ -70,8 +78,9 @@ def convert_points(
         outside = np.any((irc < -0.5) | (irc >= shape - 0.5), axis=1)
         if outside.any():
             i = int(np.argmax(outside))
+            where = names[i] if names is not None else f"{source}: point {i + 1}"
             raise LungtkError(
-                f"{source}: point {i + 1} {tuple(round(float(v), 3) for v in points[i])} lies outside "
+                f"{where}: {tuple(round(float(v), 3) for v in points[i])} lies outside "
                 f"{grid.name or 'the scan'} (voxel {tuple(round(float(v), 1) for v in irc[i])}, shape "
                 f"{tuple(int(n) for n in shape)}); check the coordinates and that they belong to this scan"
             )
@@ -85,20 +94,42 @@ def convert_rows(
     *,
     continuous: bool = False,
     source: str = "input",
+    lines: Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
-    """Convert every row; ``grid_for(row, i)`` gives the grid that row's point belongs to."""
+    """Convert every row; ``grid_for(row, i)`` gives the grid that row's point belongs to. Messages name
+    a row by ``names[i]``, else by its line in the ``source`` file (``lines``), else by its count."""
     src_cols, dst_cols = point_columns(direction)
-    values = _parse(rows, src_cols, source)
+    names = list(names) if names is not None else _row_names(source, len(rows), lines)
+    values = _parse(rows, src_cols, names)
     groups: dict[int, tuple[Grid, list[int]]] = {}
     for i, row in enumerate(rows):
-        grid = grid_for(row, i)
+        try:
+            grid = grid_for(row, i)
+        except RowError as exc:
+            raise LungtkError(f"{names[i]}: {exc.problem}") from None
         groups.setdefault(id(grid), (grid, []))[1].append(i)
     out = [dict(row) for row in rows]
     for grid, indices in groups.values():
-        converted = convert_points(values[indices], grid, direction, continuous=continuous, source=source)
+        converted = convert_points(
+            values[indices],
+            grid,
+            direction,
+            continuous=continuous,
+            source=source,
+            names=[names[i] for i in indices],
+        )
         for i, point in zip(indices, converted, strict=True):
             out[i].update(zip(dst_cols, format_point(point), strict=True))
     return out
+
+
+class RowError(LungtkError):
+    """What is wrong with one row (``problem``); :func:`convert_rows` names the row by its file line."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"row {index + 1}: {problem}")
+        self.problem = problem
 
 
 def format_point(point: Iterable[float]) -> list[str]:
@@ -119,11 +150,11 @@ class ScanDirectory:
         self._grids: dict[str, Grid] = {}
 
     def __call__(self, row: dict[str, str], i: int) -> Grid:
-        uid = row.get(LUNA16_ID)
+        uid = (row.get(LUNA16_ID) or "").strip()
         if not uid:
-            raise LungtkError(f"row {i + 1} has no '{LUNA16_ID}'; --ct-dir needs it to find the scan")
+            raise RowError(i, f"no '{LUNA16_ID}', which names the scan to look for under {self.root}")
         if uid not in self._grids:
             if uid not in self.scans:
-                raise LungtkError(f"row {i + 1}: no scan named {uid}.* under {self.root}")
+                raise RowError(i, f"no scan named {uid}.* under {self.root}")
             self._grids[uid] = grid_from_scan(self.scans[uid])
         return self._grids[uid]

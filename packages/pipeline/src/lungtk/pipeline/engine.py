@@ -285,6 +285,9 @@ class Pipeline:
         detector_spec = registry.get("detector", detector) if isinstance(detector, str) else _ready(detector)
         roles = {"detector": detector_spec, "segmenter": registry.get("segmenter", segmenter)}
         classifier_specs = [registry.get("classifier", c) for c in classifiers]
+        twice = next((s.name for i, s in enumerate(classifier_specs) if s in classifier_specs[:i]), None)
+        if twice is not None:  # its outputs would be computed and written twice, one over the other
+            raise LungtkError(f"classifier '{twice}' is given twice; name each classifier once")
         everyone = [*roles.values(), *classifier_specs]
         roles_all = {**roles, **{f"classifier:{s.name}": s for s in classifier_specs}}
         if len(classifier_specs) == 1:

@@ -7,14 +7,14 @@ The table has LUNA16's columns ``seriesuid,coordX,coordY,coordZ`` (patient mm) a
 
 from __future__ import annotations
 
-import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lungtk.core import Candidate, LungtkError, Volume
+from lungtk.core import Candidate, LungtkError, Volume, validate
 from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_ID, LUNA16_PROBABILITY, LUNA16_XYZ
-from lungtk.core.tables import number, read_rows
+from lungtk.core.tables import Row, read_table
 
 # A click has no size; segmenters grow into what they find within about twice this diameter.
 DEFAULT_DIAMETER_MM = 10.0
@@ -31,38 +31,37 @@ class GivenCandidates:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> GivenCandidates:
         path = Path(path)
-        rows = read_rows(path, required=(LUNA16_ID, *LUNA16_XYZ))
         by_scan: dict[str, list[Candidate]] = {}
-        for line, row in enumerate(rows, start=1):
-            xyz = tuple(_finite(row, column, path, line) for column in LUNA16_XYZ)
-            diameter = _optional(row, LUNA16_DIAMETER, path, line, DEFAULT_DIAMETER_MM)
-            probability = _optional(row, LUNA16_PROBABILITY, path, line, 1.0)
-            if diameter < 0:
-                raise LungtkError(
-                    f"{path}: line {line + 1}, column '{LUNA16_DIAMETER}': {diameter:g} is negative"
-                )
-            if not 0.0 <= probability <= 1.0:
-                raise LungtkError(
-                    f"{path}: line {line + 1}, column '{LUNA16_PROBABILITY}': {probability:g} is not "
-                    "between 0 and 1"
-                )
-            by_scan.setdefault(row[LUNA16_ID], []).append(
+        for row in read_table(path, required=(LUNA16_ID, *LUNA16_XYZ)):
+            xyz = tuple(row.number(column, validate.coordinate) for column in LUNA16_XYZ)
+            diameter = _optional(row, LUNA16_DIAMETER, validate.non_negative, DEFAULT_DIAMETER_MM)
+            probability = _optional(row, LUNA16_PROBABILITY, validate.probability, 1.0)
+            by_scan.setdefault(row.text(LUNA16_ID), []).append(
                 Candidate(xyz, diameter, probability, source=f"{cls.source}:{path.name}")  # type: ignore[arg-type]
             )
         if not by_scan:
             raise LungtkError(f"{path}: the table has no rows; give one location per line")
         return cls(by_scan, table=str(path))
 
+    def check_covers(self, uids: Iterable[str]) -> list[str]:
+        """The table's scans that are not among ``uids`` (the scans of a run); a table that names none of
+        them is an error (the wrong table, or UIDs written differently), not a run without candidates."""
+        run = set(uids)
+        others = [uid for uid in self.by_scan if uid not in run]
+        if run and len(others) == len(self.by_scan):
+            shown = ", ".join(repr(u) for u in others[:3]) + (" ..." if len(others) > 3 else "")
+            raise LungtkError(
+                f"{self.table or 'the given locations'}: names none of the {len(run)} scan(s) of this run "
+                f"(its seriesuid column holds {shown}; the scans are e.g. {sorted(run)[0]!r}); give the "
+                "locations of these scans"
+            )
+        return others
+
     def detect(self, ct: Volume) -> list[Candidate]:
         return list(self.by_scan.get(ct.series_uid, []))
 
 
-def _finite(row: dict[str, str], column: str, path: Path, line: int) -> float:
-    value = number(row, column, path, line)
-    if not math.isfinite(value):
-        raise LungtkError(f"{path}: line {line + 1}, column '{column}': {value} is not a finite number")
-    return value
-
-
-def _optional(row: dict[str, str], column: str, path: Path, line: int, default: float) -> float:
-    return _finite(row, column, path, line) if row.get(column, "") != "" else default
+def _optional(row: Row, column: str, check: validate.Check, default: float) -> float:
+    """An empty cell (or no such column) is ``default``; anything else must pass ``check`` (a "nan" is
+    an error here, not a missing value: it would silently become the default)."""
+    return row.number(column, check) if row.get(column) else default

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Any
+
+from lungtk.ct_io.io.header import data_files
 
 MIB = 1 << 20
 WHOLE_FILE_BYTES = 4 * MIB  # files up to this size are hashed whole
 BLOCKS = 14  # blocks of BLOCK_BYTES sampled between the first and the last MiB of a larger file
 BLOCK_BYTES = 64 << 10
-HEADER_BYTES = 1 * MIB  # the most of a header read to find its data file
-_MHD_DATA = re.compile(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", re.MULTILINE)
-_NRRD_DATA = re.compile(r"^\s*data ?file\s*:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
 
 
 def _digest(path: Path, size: int) -> str:
@@ -51,26 +49,6 @@ def _file_key(path: Path, name: str) -> dict[str, Any]:
     }
 
 
-def _data_files(header: Path) -> list[Path] | None:
-    """The data files a detached header names, ``[]`` for none (data inside), ``None`` when the header
-    names them by a pattern (then every file beside it counts)."""
-    suffix = header.name.lower()
-    if not suffix.endswith((".mhd", ".mha", ".nhdr")):
-        return []
-    with header.open("rb") as fh:
-        text = fh.read(HEADER_BYTES).decode("latin-1")
-    pattern = _NRRD_DATA if suffix.endswith(".nhdr") else _MHD_DATA
-    match = pattern.search(text)
-    if match is None:
-        return []
-    value = match.group(1)
-    if value.upper() == "LOCAL":
-        return []
-    if value.split()[0].upper() == "LIST" or "%" in value:
-        return None
-    return [header.parent / value]
-
-
 def source_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The key of the scan at ``path`` (a file or a DICOM folder). Raises OSError when it cannot be read
     (the run then reports the scan as unreadable)."""
@@ -83,7 +61,7 @@ def source_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
             h.update(f"{p.relative_to(path).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return {"folder": path.name, "files": len(files), "blake2b": h.hexdigest()}
     keys = [_file_key(path, path.name)]
-    data = _data_files(path)
+    data = data_files(path)
     if data is None:  # a list or pattern of data files: the size and time of everything beside the header
         for p in sorted(p for p in path.parent.iterdir() if p.is_file() and p != path):
             stat = p.stat()

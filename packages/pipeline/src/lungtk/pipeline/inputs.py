@@ -23,7 +23,7 @@ def _key(path: Path) -> Path:
 def _from_list(path: Path) -> list[tuple[int, Path]]:
     """(line number, path) of each entry of a list file (relative entries are relative to the list)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is not a path
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise LungtkError(f"{path}: cannot read the scan list ({reason})") from None

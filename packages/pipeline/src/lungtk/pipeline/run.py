@@ -85,8 +85,9 @@ class RunSummary:
 
 def check_writable(out: Path) -> None:
     """Create ``out`` and prove a file can be written there, before any work is done."""
+    advice = {"option": "--out", "advice": "choose another --out", "otherwise": "choose another folder"}
     if out.exists() and not out.is_dir():
-        raise LungtkError(f"{out}: is a file, not a folder; choose another --out")
+        raise LungtkError(f"{out}: is a file, not a folder", **advice)
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".lungtk-write-test.", dir=out)  # concurrent runs: own names
@@ -94,7 +95,7 @@ def check_writable(out: Path) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise LungtkError(
-            f"{out}: cannot write the output folder ({exc.strerror or exc}); choose another --out"
+            f"{out}: cannot write the output folder ({exc.strerror or exc})", **advice
         ) from None
 
 
@@ -157,17 +158,24 @@ def _writing(target: Path, write: Callable[[], T], *, scan_level: bool = False) 
         code = cause.errno if isinstance(cause, OSError) else None
         if scan_level and code not in STOP_ERRNOS:
             raise ScanError(one_line(exc), stage="write") from exc
-        raise OutputError(
-            f"{one_line(exc)}; then run again with --resume to keep the scans already done"
-        ) from exc
+        raise OutputError(one_line(exc), **_RESUME) from exc
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         if scan_level and exc.errno not in STOP_ERRNOS:
             raise ScanError(f"{target}: cannot write ({reason})", stage="write") from exc
         raise OutputError(
-            f"{target}: cannot write ({reason}); free some space or fix the folder's permissions (or choose "
-            "another --out), then run again with --resume to keep the scans already done"
+            f"{target}: cannot write ({reason}); free some space or fix the folder's permissions (or write "
+            "elsewhere)",
+            **_RESUME,
         ) from None
+
+
+# what to do after a stopped run, where the command can resume (lungtk pipeline run) and where not (demo)
+_RESUME: dict[str, Any] = {
+    "option": "--resume",
+    "advice": "then run again with --resume to keep the scans already done",
+    "otherwise": "then run again",
+}
 
 
 def _read(path: Path) -> Any:

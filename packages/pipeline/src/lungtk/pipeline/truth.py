@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lungtk.core import validate
 from lungtk.core.labels import (
     LUNA16_DIAMETER,
     LUNA16_ID,
@@ -18,7 +19,7 @@ from lungtk.core.labels import (
     is_reported,
     within_radius,
 )
-from lungtk.core.tables import number, read_rows
+from lungtk.core.tables import read_table
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,11 @@ def match_truth(
     path = Path(truth_csv)
     reported = [f for f in findings if is_reported(float(f[LUNA16_PROBABILITY]), threshold)]
     matches = []
-    for line, row in enumerate(read_rows(path, required=(*LUNA16_XYZ, LUNA16_DIAMETER)), start=1):
-        if seriesuid is not None and row.get(LUNA16_ID, seriesuid) != seriesuid:
+    for row in read_table(path, required=(*LUNA16_XYZ, LUNA16_DIAMETER)):
+        if seriesuid is not None and row.values.get(LUNA16_ID, seriesuid) != seriesuid:
             continue
-        centre = tuple(number(row, c, path, line) for c in LUNA16_XYZ)
-        diameter = number(row, LUNA16_DIAMETER, path, line)
+        centre = tuple(row.number(c, validate.coordinate) for c in LUNA16_XYZ)
+        diameter = row.number(LUNA16_DIAMETER, validate.non_negative)
         hit = next(
             (
                 int(f["finding"])

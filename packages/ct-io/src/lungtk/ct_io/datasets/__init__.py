@@ -38,7 +38,10 @@ def detect_layout(root: str | os.PathLike[str]) -> str:
         return "luna16"
     raise LungtkError(
         f"{root}: not a LUNA16 (subset*/, annotations.csv), LNDb (LNDb-*.mhd, trainNodules.csv) or MSD "
-        "(dataset.json) folder; name the layout with --layout"
+        "(dataset.json) folder",
+        option="--layout",
+        advice="name the layout with --layout",
+        otherwise="give the data set's top folder",
     )
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lungtk.core import LungtkError
+from lungtk.core import LungtkError, validate
 from lungtk.core.results import equivalent_diameter as _sphere_diameter
-from lungtk.core.tables import number, optional_number, read_rows
+from lungtk.core.tables import MISSING, read_table
 from lungtk.ct_io.datasets.records import Annotation, DatasetIndex, ScanEntry
 from lungtk.ct_io.scans import DuplicateScanError
 
@@ -44,27 +44,39 @@ def _find(root: Path, name: str) -> Path | None:
 def read_reader_findings(path: str | os.PathLike[str]) -> list[Annotation]:
     """One annotation per reader and finding, as trainNodules.csv lists them."""
     path = Path(path)
-    rows = read_rows(path, ("LNDbID", "RadID", "FindingID", "x", "y", "z", "Nodule", "Volume", "Text"))
+    rows = read_table(path, ("LNDbID", "RadID", "FindingID", "x", "y", "z", "Nodule", "Volume", "Text"))
     found = []
-    for line, row in enumerate(rows, start=1):
-        volume = optional_number(row, "Volume", path, line) or 0.0
-        if volume < 0:
-            raise LungtkError(f"{path}: line {line + 1}, column 'Volume': negative volume {volume}")
-        nodule = number(row, "Nodule", path, line) >= 1
-        texture = optional_number(row, "Text", path, line)
+    for row in rows:
+        volume = row.optional("Volume", validate.non_negative) or 0.0
+        nodule = row.number("Nodule", _flag) >= 1
+        texture = row.optional("Text", _texture)
         found.append(
             Annotation(
-                uid=scan_uid(number(row, "LNDbID", path, line)),
-                center_xyz=tuple(number(row, c, path, line) for c in "xyz"),  # type: ignore[arg-type]
+                uid=scan_uid(row.number("LNDbID", _lndb_id)),
+                center_xyz=tuple(row.number(c, validate.coordinate) for c in "xyz"),  # type: ignore[arg-type]
                 diameter_mm=equivalent_diameter(volume),
                 is_nodule=nodule,
                 volume_mm3=volume if nodule else None,
                 texture=texture if nodule and texture else None,
-                readers=(row["RadID"],),
-                finding=row["FindingID"],
+                readers=(row.text("RadID"),),
+                finding=row.text("FindingID"),
             )
         )
     return found
+
+
+def _lndb_id(value: object, what: str) -> int:
+    return validate.integer(value, what, 0, 99999)
+
+
+def _flag(value: object, what: str) -> int:
+    """LNDb's ``Nodule`` column: 1 for a nodule, 0 for a non-nodule finding."""
+    return validate.integer(value, what, 0, 1)
+
+
+def _texture(value: object, what: str) -> float:
+    """LNDb's ``Text`` column: the reader's 1-5 texture rating (0 where the finding is not a nodule)."""
+    return validate.in_range(value, what, 0.0, 5.0, expected="a 1-5 texture rating (0 for none)")
 
 
 def merge_readers(findings: list[Annotation], distance_mm: float = MERGE_DISTANCE_MM) -> list[Annotation]:
@@ -115,14 +127,18 @@ def _combine(uid: str, group: list[Annotation]) -> Annotation:
     )
 
 
+def _category(value: object, what: str) -> int:
+    """A Fleischner category on LNDb's follow-up scale, 0 to 3."""
+    return validate.integer(value, what, 0, 3)
+
+
 def _folds(path: Path) -> dict[str, int]:
-    rows = read_rows(path)
     folds: dict[str, int] = {}
-    for row in rows:
-        for column, value in row.items():
+    for row in read_table(path):
+        for column, value in row.values.items():
             match = re.fullmatch(r"Fold(\d+)", column)
-            if match and value:
-                folds[scan_uid(value)] = int(match.group(1))
+            if match and value and value not in MISSING:
+                folds[scan_uid(row.number(column, _lndb_id))] = int(match.group(1))
     return folds
 
 
@@ -149,10 +165,8 @@ def load_lndb(root: str | os.PathLike[str], *, merge: bool = True) -> DatasetInd
 
     fleischner: dict[str, int] = {}
     if path := _find(root, FLEISCHNER):
-        for line, row in enumerate(read_rows(path, ("LNDbID", "Fleischner")), start=1):
-            fleischner[scan_uid(number(row, "LNDbID", path, line))] = int(
-                number(row, "Fleischner", path, line)
-            )
+        for row in read_table(path, ("LNDbID", "Fleischner")):
+            fleischner[scan_uid(row.number("LNDbID", _lndb_id))] = int(row.number("Fleischner", _category))
     folds = _folds(path) if (path := _find(root, FOLDS)) else {}
 
     uids = set(images) | {a.uid for a in annotations} | set(fleischner)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungtk.core import LungtkError
+from lungtk.core import LungtkError, validate
 from lungtk.core.labels import (
     ANNOTATION_COLUMNS,
     CANDIDATE_COLUMNS,
@@ -30,7 +30,8 @@ from lungtk.core.labels import (
     TASK_LABELS,
     TEXTURE,
 )
-from lungtk.core.tables import MISSING, number, optional_number, read_columns, read_rows
+from lungtk.core.tables import MISSING, Row, number_column, read_column_table, read_table
+from lungtk.core.validate import cell_name
 from lungtk.ct_io.datasets.records import Annotation, Candidates, DatasetIndex, ScanEntry
 from lungtk.ct_io.scans import find_scans
 
@@ -71,57 +72,59 @@ def read_annotations(path: str | os.PathLike[str]) -> list[Annotation]:
     (lungtk phantoms write them into annotations_with_malignancy.csv).
     """
     path = Path(path)
-    rows = read_rows(path, ANNOTATION_COLUMNS)
     found = []
-    for line, row in enumerate(rows, start=1):
-        center = tuple(number(row, c, path, line) for c in LUNA16_XYZ)
-        diameter = max(number(row, LUNA16_DIAMETER, path, line), 0.0)
+    for index, row in enumerate(read_table(path, ANNOTATION_COLUMNS), start=1):
+        center = tuple(row.number(c, validate.coordinate) for c in LUNA16_XYZ)
+        diameter = row.number(LUNA16_DIAMETER, _diameter)
         found.append(
             Annotation(
-                uid=row[LUNA16_ID],
-                center_xyz=center,
-                diameter_mm=diameter,  # type: ignore[arg-type]
-                malignancy=_malignancy(row, path, line),
+                uid=row.text(LUNA16_ID),
+                center_xyz=center,  # type: ignore[arg-type]
+                diameter_mm=max(diameter, 0.0),
+                malignancy=_malignancy(row),
                 malignant=_flag(row.get("mal_bool", "")),
-                texture=_rating(row, TEXTURE, path, line),
-                pathology=_pathology(row, path, line),
-                finding=str(line),
+                texture=row.optional(TEXTURE, _rating),
+                pathology=_pathology(row),
+                finding=str(index),  # the annotation's number in the table
             )
         )
     return found
 
 
-def _pathology(row: dict[str, str], path: Path, line: int) -> str | None:
-    value = row.get(PATHOLOGY, "").strip()
+def _diameter(value: object, what: str) -> float:
+    """A diameter in mm, or -1 (annotations_excluded.csv's "no diameter")."""
+    number = validate.as_number(value, what)
+    return -1.0 if number == -1 else validate.non_negative(value, what)
+
+
+def _pathology(row: Row) -> str | None:
+    value = row.get(PATHOLOGY, "")
     if not value or value in MISSING:
         return None
     if value not in TASK_LABELS[PATHOLOGY]:
         raise LungtkError(
-            f"{path}: line {line + 1}, column '{PATHOLOGY}': {value!r} is not one of "
-            f"{', '.join(TASK_LABELS[PATHOLOGY])} (or empty)"
+            f"{row.name(PATHOLOGY)}: {value!r} is not one of {', '.join(TASK_LABELS[PATHOLOGY])} (or empty)"
         )
     return value
 
 
-def _malignancy(row: dict[str, str], path: Path, line: int) -> float | None:
+def _malignancy(row: Row) -> float | None:
     details = row.get("mal_details", "")
     if details:
         try:
-            ratings = [float(v) for v in ast.literal_eval(details)]
-        except (ValueError, SyntaxError, TypeError):
+            parsed = ast.literal_eval(details)
+            ratings = [_rating(v, row.name("mal_details")) for v in parsed]
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, LungtkError):
             raise LungtkError(
-                f"{path}: line {line + 1}, column 'mal_details': {details!r} is not a list of ratings"
+                f"{row.name('mal_details')}: {details!r} is not a list of 1-5 ratings (e.g. [3, 4, 4])"
             ) from None
         return float(np.mean(ratings)) if ratings else None
-    return optional_number(row, MALIGNANCY, path, line)
+    return row.optional(MALIGNANCY, _rating)
 
 
-def _rating(row: dict[str, str], column: str, path: Path, line: int) -> float | None:
-    """An optional mean 1-5 reader rating (LIDC's scale), as lungtk phantoms write it."""
-    value = optional_number(row, column, path, line)
-    if value is not None and not 1.0 <= value <= 5.0:
-        raise LungtkError(f"{path}: line {line + 1}, column '{column}': {value:g} is not a 1-5 rating")
-    return value
+def _rating(value: object, what: str) -> float:
+    """A mean 1-5 reader rating (LIDC's scale), as lungtk phantoms write it."""
+    return validate.in_range(value, what, 1.0, 5.0, expected="a 1-5 rating")
 
 
 def _flag(text: str) -> bool | None:
@@ -129,20 +132,33 @@ def _flag(text: str) -> bool | None:
 
 
 def read_candidates(path: str | os.PathLike[str]) -> Candidates:
-    """candidates.csv / candidates_V2.csv (``seriesuid,coordX,coordY,coordZ,class``), unmatched."""
+    """candidates.csv / candidates_V2.csv (``seriesuid,coordX,coordY,coordZ,class``), unmatched.
+
+    Every coordinate must be a finite number within the plausible range and every class 0 or 1; the first
+    bad cell is an error naming its file line and column."""
     path = Path(path)
-    columns = read_columns(path, CANDIDATE_COLUMNS)
-    n = len(columns[LUNA16_ID])
-    uid = np.array(columns[LUNA16_ID], dtype=str) if n else np.array([], dtype=str)
-    try:
-        center = np.array([columns[c] for c in LUNA16_XYZ], dtype=np.float64).T.reshape(n, 3)
-        label = np.array(columns[LUNA16_CLASS], dtype=np.float64).astype(np.int8)
-    except ValueError:
-        for column in CANDIDATE_COLUMNS[1:]:  # find the bad cell for the message
-            for line, text in enumerate(columns[column], start=1):
-                number({column: text}, column, path, line)
-        raise
-    return Candidates(uid, center, label, np.full(n, -1, np.int64), np.zeros(n))
+    columns, lines = read_column_table(path, CANDIDATE_COLUMNS)
+    n = len(lines)
+    uid = np.array([u.strip() for u in columns[LUNA16_ID]], dtype=str) if n else np.array([], dtype=str)
+    for i, text in enumerate(uid.tolist()):
+        if not text:
+            raise LungtkError(
+                f"{cell_name(path, lines[i], LUNA16_ID)}: is empty; every row needs a value here"
+            )
+    center = np.zeros((n, 3))
+    for j, column in enumerate(LUNA16_XYZ):
+        center[:, j] = number_column(columns[column], column, path, lines=lines)  # finite: fast
+        for i in np.flatnonzero(np.abs(center[:, j]) > validate.MAX_COORDINATE_MM)[:1]:
+            validate.coordinate(columns[column][i], cell_name(path, lines[i], column))  # the message
+    classes = number_column(columns[LUNA16_CLASS], LUNA16_CLASS, path, lines=lines)
+    bad = np.flatnonzero((classes != 0) & (classes != 1))
+    if len(bad):
+        i = int(bad[0])
+        raise LungtkError(
+            f"{cell_name(path, lines[i], LUNA16_CLASS)}: {columns[LUNA16_CLASS][i].strip()!r} is not a "
+            "candidate class; use 1 (a nodule) or 0 (not one)"
+        )
+    return Candidates(uid, center, classes.astype(np.int8), np.full(n, -1, np.int64), np.zeros(n))
 
 
 def match_candidates(

@@ -54,6 +54,11 @@ def load_msd(root: str | os.PathLike[str]) -> DatasetIndex:
             raise LungtkError(f"{index}: a 'training' entry has no 'image': {item!r}")
         image = _resolve(root, item["image"], index)
         label = _resolve(root, item["label"], index) if item.get("label") else None
+        if image is not None and item.get("label") and label is None:  # else a scan "without nodules"
+            raise LungtkError(
+                f"{index}: the label {item['label']!r} of {item['image']!r} is not on disk; restore it (or "
+                "remove the entry)"
+            )
         uid = series_uid_of(item["image"])
         _add(scans, ScanEntry(uid, uid, image, (label,) if label else (), "training"), root, item["image"])
     for item in meta.get("test", []):

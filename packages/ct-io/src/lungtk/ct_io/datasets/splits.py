@@ -47,7 +47,12 @@ def patient_folds(patients: Sequence[str], k: int, seed: int = 0) -> dict[str, i
     """Patient -> fold in 0..k-1, folds as equal in size as they can be."""
     unique = sorted(set(patients))
     if k < 2 or k > len(unique):
-        raise LungtkError(f"{k} folds need between 2 and {len(unique)} (the number of patients)")
+        n = len(unique)
+        if n < 2:
+            raise LungtkError(f"cannot make {k} folds of {n} patient(s): folds need 2 patients or more")
+        raise LungtkError(
+            f"cannot make {k} folds of {n} patients: use {'2' if n == 2 else f'2 to {n}'} folds"
+        )
     order = np.random.default_rng(seed).permutation(len(unique))
     return {unique[i]: rank % k for rank, i in enumerate(order)}
 

@@ -109,6 +109,12 @@ def read_ct(
         array, geometry, uid = read_dicom_series(folder, series)
         volume = CTVolume(array, geometry, series_uid=uid, path=folder)
     else:
+        if series is not None and kind != "unknown":  # asked for a series where there is one image
+            raise CTReadError(
+                path,
+                f"is a single {kind.upper()} image, not a DICOM folder, so it has no series to pick "
+                f"({series!r} was asked for); give its folder of DICOM slices, or leave the series out",
+            )
         if kind == "mhd":
             array, geometry = read_mhd(path, mmap=mmap)
         elif kind == "nifti":

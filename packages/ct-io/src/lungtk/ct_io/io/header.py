@@ -1,14 +1,15 @@
-"""Geometry and shape of a scan without decoding its voxels."""
+"""Geometry and shape of a scan without decoding its voxels, and the files that hold it."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from lungtk.core import Geometry
 from lungtk.ct_io.errors import CTReadError
 from lungtk.ct_io.io.formats import format_of, read_ct
-from lungtk.ct_io.io.mhd import read_header, read_mhd_geometry
+from lungtk.ct_io.io.mhd import is_pattern, read_header, read_mhd_geometry
 from lungtk.ct_io.io.nifti import inspect_nifti
 from lungtk.ct_io.io.sitk import nrrd_information
 
@@ -32,3 +33,33 @@ def read_geometry(
         return nrrd_information(path)
     ct = read_ct(path, series=series)
     return ct.geometry, ct.shape
+
+
+HEADER_BYTES = 1 << 20  # the most of a header read to find its data file
+_MHD_DATA = re.compile(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", re.MULTILINE)
+_NRRD_DATA = re.compile(r"^\s*data ?file\s*:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+
+
+def data_files(path: str | os.PathLike[str]) -> list[Path] | None:
+    """The data files that a detached header (.mhd, .mha, .nhdr) names, ``[]`` when the data is inside
+    the file (or the file is not such a header), ``None`` when the header names them by a list or a
+    pattern. Never raises for a damaged header (the reader reports that); an unreadable file raises
+    OSError. A name is taken as the readers take it: ``a%b.raw`` is a file when it exists."""
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith((".mhd", ".mha", ".nhdr")):
+        return []
+    with path.open("rb") as fh:
+        text = fh.read(HEADER_BYTES).decode("latin-1")
+    match = (_NRRD_DATA if name.endswith(".nhdr") else _MHD_DATA).search(text)
+    if match is None:
+        return []
+    value = match.group(1)
+    if value.upper() == "LOCAL":
+        return []
+    data = path.parent / value
+    if data.is_file():
+        return [data]
+    if value.split()[0].upper() == "LIST" or is_pattern(value):
+        return None
+    return [data]

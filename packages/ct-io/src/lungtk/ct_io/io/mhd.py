@@ -7,6 +7,7 @@ data file, header/size mismatch, unsupported pixel type) be reported in one prec
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ _TYPE_OF_DTYPE = {np.dtype(v).str[1:]: k for k, v in ELEMENT_TYPES.items()}
 
 
 _MAX_HEADER = 1 << 20  # a MetaImage header is a few hundred bytes; never read more than this as one
+# MetaIO's multi-file forms: "LIST" or a printf pattern with its numbers ("slice%03d.raw 1 40 1").
+_PATTERN = re.compile(r"%[-+ #0]*\d*[dDiIuU]")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -140,9 +143,10 @@ def read_mhd_geometry(header: dict[str, str], path: Path) -> tuple[Geometry, tup
     try:
         geometry = Geometry(np.array(origin), np.array(spacing), np.array(matrix).reshape(3, 3).T)
     except ValueError as exc:
-        raise CTReadError(
-            path, f"invalid geometry in header ({matrix_key or 'TransformMatrix'}): {exc}"
-        ) from None
+        key = {"spacing": spacing_key, "origin": origin_key or "Offset"}.get(
+            str(exc).split()[0], matrix_key or "TransformMatrix"
+        )
+        raise CTReadError(path, f"has an invalid geometry in its header ({key}): {exc}") from None
     return geometry, (size[2], size[1], size[0])
 
 
@@ -152,14 +156,26 @@ def _data_location(header: dict[str, str], path: Path, header_end: int) -> tuple
         raise CTReadError(path, "MetaImage ElementDataFile is empty; it must name the data file or be LOCAL")
     if data_name == "LOCAL":
         return path, header_end, data_name
-    if data_name.split()[0] == "LIST" or "%" in data_name:
-        raise CTReadError(path, f"multi-file MetaImage data ({data_name!r}) is not supported")
     data_path = path.parent / data_name
+    # A name with a "%" is a file name (a scan called "a%b"), unless it is one of MetaIO's multi-file forms.
+    if data_name.split()[0] == "LIST" or (not data_path.is_file() and is_pattern(data_name)):
+        raise CTReadError(
+            path,
+            f"multi-file MetaImage data ({data_name!r}) is not supported; convert the series to one file "
+            "(.mha, .nii.gz) first",
+        )
     if not data_path.is_file():
         raise CTReadError(
             path, f"its data file {data_name} is missing or not a file (expected beside the header)"
         )
     return data_path, 0, data_name
+
+
+def is_pattern(data_name: str) -> bool:
+    """Whether a header's data-file value is a multi-file pattern: a printf number (``slice%03d.raw``),
+    or a ``%`` followed by the pattern's numbers (``s%i.raw 1 40 1``). A lone ``%`` in a name is not one."""
+    words = data_name.split()
+    return bool(words) and (_PATTERN.search(words[0]) is not None or (len(words) > 1 and "%" in words[0]))
 
 
 def _inflate(data_path: Path, offset: int, limit: int | None, n_bytes: int) -> bytearray:
@@ -275,7 +291,11 @@ def read_mhd(path: str | Path, *, mmap: bool = False) -> tuple[NDArray[Any], Geo
 
 
 def write_mhd(path: str | Path, array: NDArray[Any], geometry: Geometry, *, compress: bool = False) -> Path:
-    """Write ``array`` (index, row, col) as ``path`` (.mhd) plus ``<stem>.raw`` (or ``.zraw``), atomically."""
+    """Write ``array`` (index, row, col) as ``path`` (.mhd) plus ``<stem>.raw`` (or ``.zraw``), atomically.
+
+    Where ``<stem>.raw`` could not be named in the header as it is (a ``%``, which MetaIO reads as a
+    multi-file pattern; non-ASCII or control characters; spaces at its ends) the data follows the header
+    inside the .mhd (``ElementDataFile = LOCAL``), which every MetaImage reader accepts."""
     path = Path(path)
     if path.suffix.lower() != ".mhd":
         raise ValueError(f"write_mhd writes .mhd files, got {path.name}")
@@ -291,6 +311,7 @@ def write_mhd(path: str | Path, array: NDArray[Any], geometry: Geometry, *, comp
     if compress:
         data = zlib.compress(data, 1)
     data_name = path.stem + (".zraw" if compress else ".raw")
+    local = not _plain_data_name(data_name)  # the data goes inside the .mhd itself (valid MetaImage)
     fmt = lambda values: " ".join(repr(float(v)) for v in values)  # noqa: E731
     lines = [
         "ObjectType = Image",
@@ -305,11 +326,29 @@ def write_mhd(path: str | Path, array: NDArray[Any], geometry: Geometry, *, comp
         f"ElementSpacing = {fmt(geometry.spacing)}",
         f"DimSize = {' '.join(str(n) for n in array.shape[::-1])}",
         f"ElementType = {_TYPE_OF_DTYPE[key]}",
-        f"ElementDataFile = {data_name}",
+        f"ElementDataFile = {'LOCAL' if local else data_name}",
     ]
+    header = ("\n".join(lines) + "\n").encode("ascii")
     with writing(path):  # a failure on the data file is reported for the image the caller named
-        with atomic_path(path.parent / data_name) as tmp:
-            tmp.write_bytes(data)
-        with atomic_path(path) as tmp:
-            tmp.write_text("\n".join(lines) + "\n", encoding="ascii")
+        if local:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(header + data)
+        else:
+            with atomic_path(path.parent / data_name) as tmp:
+                tmp.write_bytes(data)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(header)
     return path
+
+
+def _plain_data_name(name: str) -> bool:
+    """Whether ``name`` survives as an ElementDataFile value for lungtk and ITK alike: ASCII (the header
+    is), no "%" (MetaIO takes it for a multi-file pattern), no whitespace at the ends or control
+    characters (the header line would change it), and not one of MetaIO's keywords."""
+    return (
+        name.isascii()
+        and name.isprintable()
+        and "%" not in name
+        and name == name.strip()
+        and name.split()[0] not in ("LIST", "LOCAL")
+    )

@@ -201,7 +201,12 @@ def check_nrrd(path: Path) -> None:
     data_name = fields.get("data file", fields.get("datafile"))
     if data_name is not None:
         if data_name.split()[0].upper() == "LIST" or "%" in data_name or len(data_name.split()) > 1:
-            raise CTReadError(path, f"multi-file NRRD data ({data_name!r}) is not supported")
+            raise CTReadError(
+                path,
+                f"'data file: {data_name}' is a multi-file NRRD form (a list, or a '%' pattern with its "
+                "numbers), which lungtk does not read; if it is one file, rename it without '%' or spaces "
+                "and change the header",
+            )
         data_path, offset = path.parent / data_name, 0
         if not data_path.is_file():
             raise CTReadError(path, f"its data file {data_name} is missing (expected beside the header)")
