@@ -191,3 +191,17 @@ def test_a_module_that_fails_as_it_is_imported_is_a_clear_error(tmp_path, monkey
     registry.add(spec("ghost", factory=f"{module}:Thing"))
     with pytest.raises(LungtkError, match=rf"detector 'ghost' from pkg-a 1.0 cannot be loaded .*{message}"):
         registry.create("detector", "ghost")
+
+
+def test_weights_for_a_component_that_takes_none_are_an_error(tmp_path):
+    from lungtk.core import LungtkError, RunOptions
+    from lungtk.core.registry import ComponentSpec
+
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"x")
+    classical = ComponentSpec("grow", "segmenter", lambda o: o, takes_weights=False)
+    with pytest.raises(LungtkError, match="'grow' .* loads no model file; drop its --weights"):
+        classical.options_for(RunOptions(weights=model))
+    assert classical.options_for(RunOptions()).weights is None
+    learned = ComponentSpec("net", "segmenter", lambda o: o)
+    assert learned.options_for(RunOptions(weights=model)).weights == model

@@ -4,6 +4,7 @@ anisotropic voxels. (On a phantom from a seed the calibration never saw: tests/t
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lungtk.core import Geometry
 from lungtk.ct_io import CTVolume
@@ -66,3 +67,21 @@ def test_calibration_matches_the_features() -> None:
     calibration = load_calibration()
     assert calibration["features"] == list(FEATURES)
     assert len(calibration["coef"]) == len(FEATURES)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_candidates": -5}, "blob.max_candidates"),
+        ({"scales": 0}, "blob.scales"),
+        ({"min_diameter_mm": float("nan")}, "blob.min_diameter_mm"),
+        ({"min_contrast_hu": -1.0}, "blob.min_contrast_hu"),
+        ({"min_diameter_mm": 20.0, "max_diameter_mm": 10.0}, "above max_diameter_mm"),
+    ],
+)
+def test_blob_settings_are_checked(settings, message):
+    from lungtk.core import LungtkError
+    from lungtk.detect.blob import BlobDetector
+
+    with pytest.raises(LungtkError, match=message):
+        BlobDetector(**settings)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from lungtk.core import Finding, LungtkError, RunOptions, Volume
+from lungtk.core.errors import missing_model_file
 from lungtk.core.labels import GROUND_GLASS, NODULE, PART_SOLID, PATHOLOGY, TASK_LABELS, TEXTURE
 from lungtk.train.inputs import InputSpec, run_network
 from lungtk.train.modelfile import load_model
@@ -40,7 +41,7 @@ class CropClassifier:
         textures: tuple[str, ...] | None = None,
     ) -> CropClassifier:
         if options.weights is None:
-            raise LungtkError(f"classifier '{name}' needs a model file: pass --weights {name}=FILE")
+            raise missing_model_file(f"classifier '{name}'", name)
         loaded = load_model(options.weights, architecture, device=options.device, who=f"classifier '{name}'")
         trained_for = str(loaded.preprocessing.get("labels") or NODULE)
         if trained_for != task:

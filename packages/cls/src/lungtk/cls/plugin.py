@@ -17,6 +17,7 @@ def lungtk_register_classifiers(registry: Any) -> None:
         "lungtk.cls.size:SizeClassifier.from_options",
         summary="Classical: malignancy from diameter (fitted on LIDC), texture from density (no weights).",
         cpu_only=True,
+        takes_weights=False,
         settings={"min_solid_part_mm": 2.0, "solid_above": 0.5},
     )
     for name, what in (

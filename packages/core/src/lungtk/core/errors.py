@@ -64,3 +64,14 @@ class DuplicateComponentError(LungtkError):
 
 class PluginLoadError(LungtkError):
     """A plugin failed to import or register while strict plugin loading was on."""
+
+
+def missing_model_file(who: str, name: str) -> LungtkError:
+    """The error of a learned component built without a model file (none shipped, none given): ``who``
+    names it (``"segmenter 'dilated-unet'"``), ``name`` is what ``--weights NAME=FILE`` takes."""
+    return LungtkError(
+        f"{who} needs a model file",
+        option="--weights",
+        advice=f"pass --weights {name}=FILE (a model file of lungtk train)",
+        otherwise=f"run it with `lungtk pipeline run --weights {name}=FILE` (a model file of lungtk train)",
+    )

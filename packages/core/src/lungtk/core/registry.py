@@ -41,6 +41,7 @@ class ComponentSpec:
     default_weights: str | None = None
     settings: Mapping[str, SettingValue] = field(default_factory=dict)
     cpu_only: bool = False  # runs on the CPU whatever --device says (classical components: no torch)
+    takes_weights: bool = True  # False: it loads no model file, and --weights NAME=FILE is an error
 
     def __post_init__(self) -> None:
         for key, value in self.settings.items():
@@ -109,6 +110,7 @@ class ComponentSpec:
             "summary": self.summary,
             "settings": dict(self.settings),
             "cpu_only": self.cpu_only,
+            "takes_weights": self.takes_weights,
             "weights": None
             if path is None
             else {"default": self.default_weights, "path": str(path), "exists": path.is_file()},
@@ -120,6 +122,11 @@ class ComponentSpec:
         default, which must exist)."""
         resolved = resolve_settings(self.name, self.settings, settings or {})
         weights = options.weights
+        if weights is not None and not self.takes_weights:
+            raise LungtkError(
+                f"{self.kind} '{self.name}' from {self.provider} loads no model file; drop its --weights "
+                f"(or choose a learned {self.kind})"
+            )
         if weights is None and self.default_weights is not None:
             weights = self.weights_path()
             if weights is None or not weights.is_file():
@@ -317,11 +324,13 @@ class Registrar:
         default_weights: str | None = None,
         settings: Mapping[str, SettingValue] | None = None,
         cpu_only: bool = False,
+        takes_weights: bool = True,
     ) -> None:
         """Register ``factory`` (a callable or ``"module:attr"``, called with one ``RunOptions``) under
         ``name``, with the settings it accepts (``name -> default``) and its shipped weights
         (``"package:relative/path"``). ``cpu_only`` components are never handed a GPU (and building
-        them imports no torch)."""
+        them imports no torch); ``takes_weights=False`` says it loads no model file (a ``--weights`` for
+        it is then an error, not silently ignored)."""
         self.added.append(
             ComponentSpec(
                 name=name,
@@ -333,5 +342,6 @@ class Registrar:
                 default_weights=default_weights,
                 settings=dict(settings or {}),
                 cpu_only=cpu_only,
+                takes_weights=takes_weights,
             )
         )

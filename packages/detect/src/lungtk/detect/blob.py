@@ -24,8 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from lungtk.core import Candidate, RunOptions, Volume
+from lungtk.core import Candidate, LungtkError, RunOptions, Volume
 from lungtk.core.labels import AIR_HU
+from lungtk.core.validate import count, non_negative, positive
 from lungtk.ct_io.lungmask import lung_mask
 
 FEATURES = (
@@ -144,6 +145,20 @@ class BlobDetector:
     max_candidates: int = 100
     max_peaks: int = 800
     calibration: dict[str, Any] = field(default_factory=load_calibration)
+
+    def __post_init__(self) -> None:
+        """Settings checked where they enter (``--set blob.KEY=VALUE`` or a caller's arguments)."""
+        for key in ("min_diameter_mm", "max_diameter_mm", "grid_mm"):
+            positive(getattr(self, key), f"setting blob.{key}")
+        for key in ("lung_margin_mm", "rim_mm", "min_contrast_hu"):
+            non_negative(getattr(self, key), f"setting blob.{key}")
+        for key in ("scales", "max_candidates", "max_peaks"):
+            count(getattr(self, key), f"setting blob.{key}")
+        if self.min_diameter_mm > self.max_diameter_mm:
+            raise LungtkError(
+                f"setting blob.min_diameter_mm={self.min_diameter_mm:g} is above max_diameter_mm="
+                f"{self.max_diameter_mm:g}; make the minimum the smaller"
+            )
 
     @classmethod
     def from_options(cls, options: RunOptions) -> BlobDetector:

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from lungtk.core import Candidate, Geometry, LungtkError, NoduleMask, RunOptions, Volume
+from lungtk.core.errors import missing_model_file
 from lungtk.core.labels import AIR_HU
 from lungtk.ct_io.crops import crop_array
 from lungtk.ct_io.preprocess import normalize, resample
@@ -101,9 +102,7 @@ class NoduleNetDetector:
         from lungtk.train.modelfile import load_model
 
         if options.weights is None:
-            raise LungtkError(
-                f"'{name}' needs a model file: pass --weights {name}=FILE (lungtk train nodulenet)"
-            )
+            raise missing_model_file(f"detector '{name}'", name)
         s = options.settings
         loaded = load_model(options.weights, "nodulenet", device=options.device, who=f"'{name}'")
         wanted = VARIANT_ATTENTION.get(name)

@@ -33,6 +33,7 @@ def lungtk_register_detectors(registry: Any) -> None:
         "lungtk.detect.blob:BlobDetector.from_options",
         summary="Classical: multi-scale blob filter in the lungs, vessels rejected by shape (no weights).",
         cpu_only=True,
+        takes_weights=False,
         settings={
             "min_diameter_mm": 3.5,
             "max_diameter_mm": 32.0,

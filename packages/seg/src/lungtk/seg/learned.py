@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from lungtk.core import Candidate, LungtkError, NoduleMask, RunOptions, Volume
+from lungtk.core.errors import missing_model_file
 from lungtk.core.labels import TEXTURES
 from lungtk.ct_io.regrid import covering_box, resample_onto
 from lungtk.nn_blocks.inference import tta_predict
@@ -41,9 +42,7 @@ class CubeSegmenter:
     @classmethod
     def load(cls, options: RunOptions, architecture: str) -> CubeSegmenter:
         if options.weights is None:
-            raise LungtkError(
-                f"segmenter '{architecture}' needs a model file: pass --weights {architecture}=FILE"
-            )
+            raise missing_model_file(f"segmenter '{architecture}'", architecture)
         threshold = float(options.settings.get("threshold", 0.5))
         if not 0.0 < threshold < 1.0:
             raise LungtkError(

@@ -23,6 +23,7 @@ def lungtk_register_segmenters(registry: Any) -> None:
         "lungtk.seg.regiongrow:RegionGrowSegmenter.from_options",
         summary="Classical: region growing from the centre, adaptive HU threshold, radius limit (no weights).",
         cpu_only=True,
+        takes_weights=False,
         settings={"fraction": 0.5, "min_contrast_hu": 100.0, "radius_factor": 1.6, "max_radius_mm": 25.0},
     )
     registry.add(

@@ -16,6 +16,7 @@ import torch
 from numpy.typing import NDArray
 
 from lungtk.core import Candidate, LungtkError, RunOptions, Volume
+from lungtk.core.errors import missing_model_file
 from lungtk.ct_io.preprocess import normalize, resample
 from lungtk.ct_io.volume import CTVolume
 from lungtk.seg.grouping import GroupingRule, group_candidates
@@ -48,9 +49,7 @@ class SliceDetector:
     @classmethod
     def load(cls, options: RunOptions, architecture: str = "unet25d") -> SliceDetector:
         if options.weights is None:
-            raise LungtkError(
-                f"detector '{architecture}' needs a model file: pass --weights {architecture}=FILE"
-            )
+            raise missing_model_file(f"detector '{architecture}'", architecture)
         settings = options.settings
         rule = GroupingRule(
             float(settings["threshold"]),
