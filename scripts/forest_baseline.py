@@ -4,7 +4,8 @@ fitted on one data set's rated nodules and scored on another's.
     uv run python scripts/forest_baseline.py MODEL TASK TRAIN_DATA EVAL_DATA [EVAL_DATA ...]
 
 MODEL is a LunaModel file (e.g. the shipped nodule-cnn), TASK texture or malignancy. Prints one CSV line per
-evaluation set: task, n, accuracy, support-weighted F1, MCC (lungtk.cls.metrics).
+evaluation set: task, n, accuracy, support-weighted F1, MCC and, for two classes, the ROC AUC
+(lungtk.cls.metrics).
 """
 
 from __future__ import annotations
@@ -42,14 +43,16 @@ def main(argv: list[str]) -> None:
     loaded = load_model(model_path, "luna-model")
     spec = loaded.input_spec()
     x, y = features_and_labels(loaded.model, spec, train_root, task)
-    print("set,task,n,accuracy,f1,mcc")
+    print("set,task,n,accuracy,f1,mcc,auc")
     for root in eval_roots:
         ex, ey = features_and_labels(loaded.model, spec, root, task)
         probs = forest_probabilities(x, y, ex)
         classes = np.unique(y)
         predicted = classes[np.argmax(probs, axis=1)]
-        r = classification_report(task, TASK_LABELS[task], ey, predicted, bootstrap=0)
-        print(f"{root},{task},{r.n},{r.accuracy:.4f},{r.f1:.4f},{r.mcc:.4f}")
+        score = probs[:, list(classes).index(1)] if len(TASK_LABELS[task]) == 2 and 1 in classes else None
+        r = classification_report(task, TASK_LABELS[task], ey, predicted, score, bootstrap=0)
+        auc = "" if r.auc is None else f"{r.auc:.4f}"
+        print(f"{root},{task},{r.n},{r.accuracy:.4f},{r.f1:.4f},{r.mcc:.4f},{auc}")
 
 
 if __name__ == "__main__":
