@@ -66,6 +66,7 @@ export_model texture-cnn texture-cnn
 uv run lungtk train dilated-unet --data "$work/ggn-phantoms" --out "$work/dilated-unet" --seed 0 --steps 600 \
   --set widths=8,16,32,64 --set batch_size=8 --set lr=1e-3 --set schedule=cosine --set val_every=150 \
   --set val_patches=64 $(resume "$work/dilated-unet")
+uv run lungtk models export "$work/dilated-unet/model.safetensors" packages/seg/src/lungtk/seg/weights/dilated-unet.safetensors
 ggn=(--set widths=8,16,32,64 --set hidden=64 --set seg_widths=8,16,32,64 --set batch_size=16
      --set lr=1e-3 --set schedule=cosine --set val_every=100 --set val_patches=64)
 uv run lungtk train ggn-pathology --data "$work/ggn-phantoms" --out "$work/ggn-frozen" --seed 0 --steps 300 \

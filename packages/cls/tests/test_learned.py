@@ -59,7 +59,31 @@ def test_a_model_file_of_another_task_is_refused(tmp_path):
         arch_args={"width": 2, "patch": [16, 16, 16], "classes": 3},
         preprocessing={"spacing": [1, 1, 1], "patch": [16, 16, 16], "window": "luna", "labels": "texture"},
     )
-    with pytest.raises(LungtkError, match="a texture model; classifier 'nodule-cnn' gives nodule"):
+    with pytest.raises(LungtkError, match="a texture classifier; classifier 'nodule-cnn' gives nodule"):
         nodule_cnn(RunOptions("cpu", "fp32", 4, path, {}))
     with pytest.raises(LungtkError, match="--weights nodule-cnn=FILE"):
         nodule_cnn(RunOptions("cpu", "fp32", 4, None, {}))
+
+
+class CascadeLike(CentreIsBright):
+    """Class logits plus a mask, as seed 004's cascade answers."""
+
+    def forward(self, x):
+        return super().forward(x), torch.zeros_like(x)
+
+
+def test_a_cascade_s_class_logits_are_used_and_solid_findings_skipped():
+    ct, inside = _scan()
+    classifier = CropClassifier(
+        CascadeLike(),
+        InputSpec((16, 16, 16), (1.0, 1.0, 1.0), "-1000,400"),
+        "nodule",
+        textures=("ground-glass",),
+    )
+    ggo = Finding(Candidate(tuple(inside), 6.0, 0.5), labels={"texture": {"ground-glass": 0.8, "solid": 0.2}})
+    solid = Finding(
+        Candidate(tuple(inside), 6.0, 0.5), labels={"texture": {"ground-glass": 0.1, "solid": 0.9}}
+    )
+    unknown = Finding(Candidate(tuple(inside), 6.0, 0.5))
+    out = classifier.classify(ct, [ggo, solid, unknown])
+    assert out[0]["nodule"]["nodule"] > 0.99 and out[1] == {} and out[2]["nodule"]["nodule"] > 0.99

@@ -164,3 +164,12 @@ def test_forest_on_encoder_features_separates_what_the_features_separate():
     test = list(range(1, 40, 2))
     p = forest_probabilities(features[train], [labels[i] for i in train], features[test], trees=50)
     assert p.shape == (20, 2) and ((p[:, 1] > 0.5) == [labels[i] == 1 for i in test]).all()
+
+
+def test_a_batch_without_a_labelled_patch_adds_no_classification_loss():
+    task = _ggn(mask="none")
+    batch = {**_ggn_batch(), "label": torch.tensor([-1, -1, -1, -1])}
+    logits = task.forward(task.build_model(), batch)
+    loss = task.loss(logits, batch)
+    assert float(loss.detach()) == 0.0
+    loss.backward()  # still a graph: the engine's step works on it

@@ -44,7 +44,9 @@ def test_float16_files_load_as_float32(tmp_path):
     _, half = _save(tmp_path / "half.safetensors", model=model, dtype="float16")
     assert half.stat().st_size < full.stat().st_size * 0.7
     weight = load_model(half).model.head.weight
-    assert weight.dtype == torch.float32 and torch.allclose(weight, model.head.weight, atol=1e-3)
+    assert weight.dtype == torch.float32 and torch.allclose(
+        weight, model.head.weight, rtol=1e-3, atol=1e-6
+    )  # float16 keeps 11 bits
 
 
 def test_wrong_files_get_one_clear_line(tmp_path):
@@ -165,3 +167,24 @@ def test_float16_copies_keep_tensors_float16_cannot_hold(tmp_path):
     out = state_tensors(state, "float16")
     assert out["small"].dtype == torch.float16 and out["count"].dtype == torch.int64
     assert out["huge"].dtype == torch.float32 and torch.equal(out["huge"], state["huge"])
+
+
+@pytest.mark.parametrize(
+    ("preprocessing", "training", "expected"),
+    [
+        ({"target": "label", "labels": "texture"}, {}, "texture"),
+        ({"target": "label"}, {"config": {"labels": "malignancy"}}, "malignancy"),  # older files
+        ({"target": "mask"}, {"config": {"positive_label": "pathology"}}, "pathology"),
+        ({"target": "mask"}, {"config": {"positive_label": ""}}, None),
+    ],
+)
+def test_a_model_file_says_which_labels_it_outputs(tmp_path, preprocessing, training, expected):
+    path = save_model(
+        tmp_path / "m.safetensors",
+        {"w": torch.zeros(2)},
+        architecture="x",
+        arch_args={},
+        preprocessing=preprocessing,
+        training=training,
+    )
+    assert read_header(path).labels == expected

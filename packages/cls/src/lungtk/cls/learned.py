@@ -13,7 +13,7 @@ import torch
 
 from lungtk.core import Finding, LungtkError, RunOptions, Volume
 from lungtk.core.errors import missing_model_file
-from lungtk.core.labels import GROUND_GLASS, NODULE, PART_SOLID, PATHOLOGY, TASK_LABELS, TEXTURE
+from lungtk.core.labels import GROUND_GLASS, PART_SOLID, PATHOLOGY, TASK_LABELS, TEXTURE
 from lungtk.train.inputs import InputSpec, run_network
 from lungtk.train.modelfile import load_model
 
@@ -43,10 +43,10 @@ class CropClassifier:
         if options.weights is None:
             raise missing_model_file(f"classifier '{name}'", name)
         loaded = load_model(options.weights, architecture, device=options.device, who=f"classifier '{name}'")
-        trained_for = str(loaded.preprocessing.get("labels") or NODULE)
+        trained_for = loaded.header.labels or "no"
         if trained_for != task:
             raise LungtkError(
-                f"{options.weights}: a {trained_for} model; classifier '{name}' gives {task}: "
+                f"{options.weights}: a {trained_for} classifier; classifier '{name}' gives {task}: "
                 f"pass a model file trained with labels={task}"
             )
         classes = int(loaded.header.arch_args.get("classes", 2))
@@ -68,6 +68,7 @@ class CropClassifier:
             logits = run_network(
                 self.model, self.inputs.sample(array, scan, cubes), self.device, self.precision
             )
+            logits = logits[0] if isinstance(logits, tuple) else logits  # a cascade also gives its mask
             out.append(torch.softmax(logits, dim=1).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(TASK_LABELS[self.task])))
 

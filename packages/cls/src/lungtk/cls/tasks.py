@@ -211,7 +211,12 @@ def ggn_pathology(options: RunOptions) -> Any:
     def loss_fn(output: Any, batch: Any) -> Any:
         logits, seg = output if isinstance(output, tuple) else (output, None)
         label = grouped(batch, grouping)["label"]
-        value = torch.nn.functional.cross_entropy(logits.float(), label, ignore_index=-1)
+        labelled = label >= 0  # patches of no (or a left-out) class add no classification loss
+        value = (
+            torch.nn.functional.cross_entropy(logits[labelled].float(), label[labelled])
+            if bool(labelled.any())
+            else logits.sum() * 0.0
+        )
         if joint and seg is not None and lam:
             value = value + lam * negative_squared_dice(seg, batch["target"])
         return value

@@ -43,7 +43,9 @@ def lungtk_register_segmenters(registry: Any) -> None:
     registry.add(
         "dilated-unet",
         "lungtk.seg.learned:dilated_unet",
-        summary="Seed 004: dilated 3D U-Net (15 convolutions); a cube per candidate. Needs --weights.",
+        summary="Seed 004: dilated 3D U-Net (15 convolutions); a cube per candidate (trained on subsolid-rich "
+        "phantoms, the ggn-pathology cascade's mask).",
+        default_weights=WEIGHTS.format("dilated-unet"),
         settings=CUBE_SETTINGS,
     )
 

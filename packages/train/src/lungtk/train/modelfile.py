@@ -69,6 +69,20 @@ class ModelHeader:
         return dict(self.metadata.get("arch_args") or {})
 
     @property
+    def labels(self) -> str | None:
+        """The classification task whose labels the network outputs (nodule, malignancy, texture,
+        pathology), from its preprocessing or, for files that do not record it there, its training
+        configuration (``labels`` of a classification run, ``positive_label`` of a joint head); None when
+        it classifies nothing."""
+        pre = self.metadata.get("preprocessing") or {}
+        if pre.get("labels"):
+            return str(pre["labels"])
+        config = (self.metadata.get("training") or {}).get("config") or {}
+        if pre.get("target") == "label":
+            return str(config.get("labels") or "nodule")
+        return str(config["positive_label"]) if config.get("positive_label") else None
+
+    @property
     def parameters(self) -> int:
         count = 0
         for dtype, shape in self.tensors.values():

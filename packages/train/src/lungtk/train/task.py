@@ -107,6 +107,8 @@ class Task:
         }
         if self.recipe.target == "label":  # the classification task whose labels the outputs are
             out["labels"] = str(self.config.get("labels") or NODULE)
+        elif self.config.get("positive_label"):  # a joint head's (seed 000's texture, seed 004's pathology)
+            out["labels"] = str(self.config["positive_label"])
         return out
 
 
