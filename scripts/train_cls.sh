@@ -75,3 +75,7 @@ uv run lungtk train ggn-pathology --data "$work/ggn-phantoms" --out "$work/ggn-j
   "${ggn[@]}" --set joint=true --set lr=1e-4 --set init="$work/ggn-frozen/model.safetensors" \
   $(resume "$work/ggn-joint")
 export_model ggn-joint ggn-pathology
+
+# not shipped: seed 004's raw-CT baseline (model a) for the README's table, at the frozen cascade's budget
+uv run lungtk train ggn-pathology --data "$work/ggn-phantoms" --out "$work/ggn-raw" --seed 0 --steps 300 \
+  "${ggn[@]}" --set mask=none $(resume "$work/ggn-raw")

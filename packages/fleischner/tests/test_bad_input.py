@@ -220,3 +220,11 @@ def test_fit_checks_its_settings(trees, seed):
     patients = {"a": [], "b": [Nodule(Texture.SOLID, diameter_mm=9.0)]}
     with pytest.raises(LungtkError):
         FleischnerForest.fit(patients, {"a": 0, "b": 3}, n_estimators=trees, seed=seed)
+
+
+@pytest.mark.parametrize("uid", [["a", "b"], {"x": 1}, True])
+def test_a_findings_json_id_that_is_not_text_is_refused(tmp_path, uid):
+    path = tmp_path / "findings.json"
+    path.write_text(json.dumps({"findings": [{"seriesuid": uid, "diameter_mm": 6.0, "texture": "solid"}]}))
+    with pytest.raises(LungtkError, match="is not text"):
+        read_cases(path)

@@ -188,3 +188,8 @@ def test_a_model_file_says_which_labels_it_outputs(tmp_path, preprocessing, trai
         training=training,
     )
     assert read_header(path).labels == expected
+
+
+def test_a_folder_is_not_a_model_file(tmp_path):
+    with pytest.raises(LungtkError, match="is a folder; give a model file"):
+        read_header(tmp_path)

@@ -64,6 +64,8 @@ class _Row:
     def text(self, *columns: str) -> tuple[str, str] | None:
         for column in columns:
             value = self.values.get(column)
+            if isinstance(value, list | dict | bool):  # JSON gives more than text
+                raise self.fail(column, f"{json.dumps(value)[:40]} is not text; give a name or an id")
             if value is not None and str(value).strip() != "":
                 return column, str(value).strip()
         return None

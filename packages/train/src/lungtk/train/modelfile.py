@@ -108,6 +108,8 @@ class ModelHeader:
 def read_header(path: str | os.PathLike[str]) -> ModelHeader:
     """The metadata and tensor table of a lungtk model file; a clear error for anything else."""
     path = Path(path)
+    if path.is_dir():
+        raise LungtkError(f"{path}: is a folder; give a model file (a run's model.safetensors)")
     if not path.is_file():
         raise LungtkError(f"{path}: no such model file")
     size = path.stat().st_size
