@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from lungtk.core import Candidate, Geometry, LungtkError, NoduleMask, RunOptions, Volume
 from lungtk.core.errors import missing_model_file
 from lungtk.core.labels import AIR_HU
+from lungtk.ct_io.components import component_at
 from lungtk.ct_io.crops import crop_array
 from lungtk.ct_io.preprocess import normalize, resample
 from lungtk.ct_io.regrid import covering_box, cube_geometry, resample_onto
@@ -261,7 +261,7 @@ class NoduleNetDetector:
             return NoduleMask(np.zeros((1, 1, 1), bool), geometry)
         on_scan = resample_onto(prob.astype(np.float32), window, geometry, size, order=1, fill=0.0)
         return NoduleMask(
-            _component_at(on_scan >= self.mask_threshold, geometry.xyz2irc(centre_xyz, continuous=True)),
+            component_at(on_scan >= self.mask_threshold, geometry.xyz2irc(centre_xyz, continuous=True)),
             geometry,
         )
 
@@ -275,19 +275,6 @@ def _scan_key(ct: Volume) -> tuple[Any, ...]:
         *g.spacing.tolist(),
         *g.direction.ravel().tolist(),
     )
-
-
-def _component_at(mask: NDArray[np.bool_], centre_irc: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """The connected component at the centre voxel, else the nearest one (empty when there is none)."""
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    centre = np.clip(np.round(centre_irc).astype(int), 0, np.array(mask.shape) - 1)
-    keep = labels[tuple(centre)]
-    if keep == 0:
-        _, nearest = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-        keep = labels[tuple(nearest[:, centre[0], centre[1], centre[2]])]
-    return labels == keep
 
 
 # -- factories: one instance per model file, device and settings, whichever role asks ------------------------

@@ -21,6 +21,7 @@ from scipy import ndimage
 from lungtk.core import Candidate, LungtkError, NoduleMask, RunOptions, Volume
 from lungtk.core.errors import missing_model_file
 from lungtk.core.labels import TEXTURES
+from lungtk.ct_io.components import component_at
 from lungtk.ct_io.regrid import covering_box, resample_onto
 from lungtk.nn_blocks.inference import tta_predict
 from lungtk.train.inputs import InputSpec, run_network
@@ -93,7 +94,7 @@ class CubeSegmenter:
                 continue
             on_scan = resample_onto(probs[i], cube, geometry, size, order=1, fill=0.0)
             above = _opened(on_scan >= self.threshold, self.opening_mm, scan.spacing_irc)
-            mask = _component_at(above, geometry.xyz2irc(candidate.center_xyz, continuous=True))
+            mask = component_at(above, geometry.xyz2irc(candidate.center_xyz, continuous=True))
             textures = (
                 None if texture_p is None else dict(zip(TEXTURES, map(float, texture_p[i]), strict=True))
             )
@@ -110,19 +111,6 @@ def _opened(mask: NDArray[np.bool_], radius_mm: float, spacing_irc: NDArray[np.f
     grid = np.indices(2 * half + 1).reshape(3, -1).T - half
     ball = (np.linalg.norm(grid * spacing_irc, axis=1) <= radius_mm).reshape(tuple(2 * half + 1))
     return ndimage.binary_opening(mask, structure=ball)
-
-
-def _component_at(mask: NDArray[np.bool_], center_irc: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """The connected component holding the centre voxel, else the one nearest to it (empty if none)."""
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    centre = np.clip(np.round(center_irc).astype(int), 0, np.array(mask.shape) - 1)
-    keep = labels[tuple(centre)]
-    if keep == 0:
-        _, (index, row, col) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-        keep = labels[index[tuple(centre)], row[tuple(centre)], col[tuple(centre)]]
-    return labels == keep
 
 
 def resunet(options: RunOptions) -> CubeSegmenter:

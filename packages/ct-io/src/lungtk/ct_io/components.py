@@ -1,0 +1,21 @@
+"""Connected components of masks: the one a candidate's centre picks."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage
+
+
+def component_at(mask: NDArray[np.bool_], centre_irc: ArrayLike) -> NDArray[np.bool_]:
+    """The connected component (6-connected) holding the voxel nearest ``centre_irc`` (continuous voxel
+    index, row, col), else the component nearest to that voxel; an empty mask stays empty."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return np.asarray(mask, dtype=bool)
+    centre = tuple(np.clip(np.round(np.asarray(centre_irc, float)).astype(int), 0, np.array(mask.shape) - 1))
+    keep = labels[centre]
+    if keep == 0:
+        _, nearest = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+        keep = labels[tuple(nearest[(slice(None), *centre)])]
+    return labels == keep
