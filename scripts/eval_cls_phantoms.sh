@@ -3,7 +3,7 @@
 # training or calibration used: 9100 (12 scans, the LIDC mix of textures) and 9700 (30 scans, 9 nodules in
 # 10 subsolid, for texture and GGN pathology).
 #
-#   bash scripts/eval_cls_phantoms.sh [WORK_DIR] [--weights NAME=FILE ...]   # about 20 min on 2 CPU cores
+#   bash scripts/eval_cls_phantoms.sh [WORK_DIR] [--weights NAME=FILE ...]   # about 5 min on 2 CPU cores
 #
 # Extra arguments go to every `lungtk pipeline run` (e.g. --weights nodule-cnn=runs/nodule-cnn/model.safetensors
 # to score a model before shipping it).
@@ -29,8 +29,13 @@ uv run lungtk eval cls --findings "$work/blob+nodule-cnn/findings.csv" --truth "
 for set in ph9100 ph9700; do
   for c in size malignancy-cnn texture-cnn; do
     run "$work/$set" --candidates "$work/$set/annotations.csv" --classifier "$c" --out "$work/$set-$c" "$@"
+    case $c in  # what each classifier gives (size: both)
+      size) tasks=(--task malignancy --task texture) ;;
+      malignancy-cnn) tasks=(--task malignancy) ;;
+      texture-cnn) tasks=(--task texture) ;;
+    esac
     echo "$set $c:"
-    uv run lungtk eval cls --findings "$work/$set-$c/findings.csv" --truth "$work/$set" --bootstrap 1000
+    uv run lungtk eval cls --findings "$work/$set-$c/findings.csv" --truth "$work/$set" "${tasks[@]}"
   done
 done
 
