@@ -178,8 +178,8 @@ def test_a_model_file_runs_through_the_registry_in_both_roles(model_file):
 
 def test_the_component_needs_a_fitting_model_file(model_file):
     registry = get_registry()
-    with pytest.raises(LungtkError, match="--weights nodulenet=FILE"):
-        registry.get("detector", "nodulenet").create(RunOptions())
+    with pytest.raises(LungtkError, match="--weights nodulenet-cbam=FILE"):  # ships no weights
+        registry.get("detector", "nodulenet-cbam").create(RunOptions())
     with pytest.raises(LungtkError, match="attention=qam"):
         registry.get("detector", "nodulenet-qam").create(RunOptions(weights=model_file))
     with pytest.raises(LungtkError, match="tile=40"):

@@ -237,7 +237,7 @@ def demo(
     from lungtk.pipeline import Pipeline, expand_scans
 
     registry = get_registry()
-    detector = _best(registry, "detector", ("nodulenet", "blob"))
+    detector = _best(registry, "detector", ("blob", "nodulenet"))  # learned by default: issue 17
     segmenter = _best(registry, "segmenter", ("regiongrow", "resunet"))
     classifier = _best(registry, "classifier", ("size",))
     with status("making a phantom chest CT"):

@@ -8,7 +8,9 @@ from typing import Any
 from lungtk.core import hookimpl
 
 # NoduleNet's inference settings (one table for its detector and its segmenter, so that
-# `--set nodulenet.KEY=VALUE` addresses both roles). No weights are shipped yet: pass --weights NAME=FILE.
+# `--set nodulenet.KEY=VALUE` addresses both roles). `nodulenet` ships weights (scripts/train_detect.sh, the
+# base run); the attention variants need --weights NAME=FILE.
+WEIGHTS = {"nodulenet": "lungtk.detect:weights/nodulenet.safetensors"}
 NODULENET_SETTINGS = {
     "tile": 128,
     "overlap": 32,
@@ -47,7 +49,8 @@ def lungtk_register_detectors(registry: Any) -> None:
             name,
             f"lungtk.detect.detector:{name.replace('-', '_')}",
             summary=f"{what}: the whole scan at the model's spacing by overlapping tiles; score = mean of "
-            "the RPN and RCNN probabilities. Needs --weights.",
+            "the RPN and RCNN probabilities." + ("" if name in WEIGHTS else " Needs --weights."),
+            default_weights=WEIGHTS.get(name),
             settings=NODULENET_SETTINGS,
         )
 
@@ -59,7 +62,8 @@ def lungtk_register_segmenters(registry: Any) -> None:
             name,
             f"lungtk.detect.detector:{name.replace('-', '_')}",
             summary=f"{what}'s mask head: the masks of its own detections (--detector {name}), or a cube "
-            "around any other candidate. Needs --weights.",
+            "around any other candidate." + ("" if name in WEIGHTS else " Needs --weights."),
+            default_weights=WEIGHTS.get(name),
             settings=NODULENET_SETTINGS,
         )
 
