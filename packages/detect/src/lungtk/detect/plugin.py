@@ -44,25 +44,29 @@ def lungtk_register_detectors(registry: Any) -> None:
             "max_candidates": 100,
         },
     )
-    for name, what in NODULENET_VARIANTS.items():
-        registry.add(
-            name,
-            f"lungtk.detect.detector:{name.replace('-', '_')}",
-            summary=f"{what}: the whole scan at the model's spacing by overlapping tiles; score = mean of "
-            "the RPN and RCNN probabilities." + ("" if name in WEIGHTS else " Needs --weights."),
-            default_weights=WEIGHTS.get(name),
-            settings=NODULENET_SETTINGS,
-        )
+    _add_nodulenets(
+        registry,
+        ": the whole scan at the model's spacing by overlapping tiles; score = mean of the RPN and RCNN "
+        "probabilities.",
+    )
 
 
 @hookimpl
 def lungtk_register_segmenters(registry: Any) -> None:
+    _add_nodulenets(
+        registry,
+        "'s mask head: the masks of its own detections (--detector NAME), or a cube around any other "
+        "candidate.",
+    )
+
+
+def _add_nodulenets(registry: Any, role: str) -> None:
+    """Each NoduleNet variant in one role (detector or segmenter): one factory, weights and settings."""
     for name, what in NODULENET_VARIANTS.items():
         registry.add(
             name,
             f"lungtk.detect.detector:{name.replace('-', '_')}",
-            summary=f"{what}'s mask head: the masks of its own detections (--detector {name}), or a cube "
-            "around any other candidate." + ("" if name in WEIGHTS else " Needs --weights."),
+            summary=what + role.replace("NAME", name) + ("" if name in WEIGHTS else " Needs --weights."),
             default_weights=WEIGHTS.get(name),
             settings=NODULENET_SETTINGS,
         )
