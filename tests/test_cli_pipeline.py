@@ -32,7 +32,9 @@ def pipeline_run(tmp_path_factory) -> tuple[Path, Path, object]:
     listing = root / "scans.txt"
     listing.write_text("# one folder and one broken file\nph/subset0\nbroken.mhd\n")
     out = root / "out"
-    proc = run_lungtk("pipeline", "run", listing, "--out", out, "--threshold", str(THRESHOLD))
+    proc = run_lungtk(
+        "pipeline", "run", "--preset", "classical", listing, "--out", out, "--threshold", str(THRESHOLD)
+    )
     return phantoms, out, proc
 
 
@@ -201,7 +203,17 @@ def test_thumbnails_are_capped_per_scan(pipeline_run, tmp_path) -> None:
             )
     out = tmp_path / "out"
     proc = run_lungtk(
-        "pipeline", "run", phantoms / "subset0", "--candidates", given, "--out", out, "--threshold", "0.5"
+        "pipeline",
+        "run",
+        "--preset",
+        "classical",
+        phantoms / "subset0",
+        "--candidates",
+        given,
+        "--out",
+        out,
+        "--threshold",
+        "0.5",
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "findings.json").read_text(encoding="utf-8"))
@@ -281,11 +293,47 @@ def test_froc_of_the_run_is_computable(pipeline_run, lungtk_cli) -> None:
     assert result["detected"] >= result["nodules"] / 2 and result["cpm"] > 0
 
 
+def test_report_marks_each_annotated_nodule_found_or_missed(pipeline_run, tmp_path) -> None:
+    phantoms = pipeline_run[0]
+    out = tmp_path / "out"
+    proc = run_lungtk(
+        "pipeline", "run", "--preset", "classical", phantoms / "subset0", "--out", out,
+        "--threshold", str(THRESHOLD),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"annotations: {phantoms / 'annotations.csv'}" in proc.stderr  # the data set's, found by itself
+    with (out / "findings.csv").open(encoding="utf-8") as handle:
+        reported = [r for r in csv.DictReader(handle) if float(r["probability"]) >= THRESHOLD]
+    with (phantoms / "annotations.csv").open(encoding="utf-8") as handle:
+        nodules = list(csv.DictReader(handle))
+
+    def hits(finding: dict, nodule: dict) -> bool:  # LUNA16: within the nodule's radius of its centre
+        d = [float(finding[c]) - float(nodule[c]) for c in ("coordX", "coordY", "coordZ")]
+        same = finding["seriesuid"] == nodule["seriesuid"]
+        return same and math.sqrt(sum(v * v for v in d)) <= float(nodule["diameter_mm"]) / 2
+
+    found = sum(any(hits(f, n) for f in reported) for n in nodules)
+    false = sum(not any(hits(f, n) for n in nodules) for f in reported)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"{found} of {len(nodules)} nodule(s) found" in page
+    assert f"{false} reported finding(s) hit no annotated nodule" in page
+    assert page.count("missed</td>") == len(nodules) - found and 0 < found < len(nodules) + 1
+
+
 def test_resume_reuses_finished_scans(pipeline_run, tmp_path) -> None:
     phantoms, out, _ = pipeline_run
     before = (out / "findings.csv").read_text(encoding="utf-8")
     proc = run_lungtk(
-        "pipeline", "run", phantoms / "subset0", "--out", out, "--threshold", str(THRESHOLD), "--resume"
+        "pipeline",
+        "run",
+        "--preset",
+        "classical",
+        phantoms / "subset0",
+        "--out",
+        out,
+        "--threshold",
+        str(THRESHOLD),
+        "--resume",
     )
     assert proc.returncode == 0, proc.stderr
     assert "2 reused" in proc.stderr
@@ -293,7 +341,18 @@ def test_resume_reuses_finished_scans(pipeline_run, tmp_path) -> None:
 
 
 def test_unknown_component_suggests_names(tmp_path, lungtk_cli) -> None:
-    proc = lungtk_cli("pipeline", "run", tmp_path, "--out", tmp_path / "o", "--detector", "blobb", check=1)
+    proc = lungtk_cli(
+        "pipeline",
+        "run",
+        "--preset",
+        "classical",
+        tmp_path,
+        "--out",
+        tmp_path / "o",
+        "--detector",
+        "blobb",
+        check=1,
+    )
     assert "unknown detector 'blobb'" in proc.stderr and "did you mean 'blob'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -302,18 +361,53 @@ def test_unwritable_output_folder_is_one_clear_line(pipeline_run, tmp_path, lung
     phantoms, _, _ = pipeline_run
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = lungtk_cli("pipeline", "run", phantoms / "subset0", "--out", blocker / "out", check=1)
+    proc = lungtk_cli(
+        "pipeline", "run", "--preset", "classical", phantoms / "subset0", "--out", blocker / "out", check=1
+    )
     assert "cannot write the output folder" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_bad_device_is_refused(tmp_path, lungtk_cli) -> None:
-    proc = lungtk_cli("pipeline", "run", tmp_path, "--out", tmp_path / "o", "--device", "tpu", check=1)
+    proc = lungtk_cli(
+        "pipeline",
+        "run",
+        "--preset",
+        "classical",
+        tmp_path,
+        "--out",
+        tmp_path / "o",
+        "--device",
+        "tpu",
+        check=1,
+    )
     assert "--device 'tpu'" in proc.stderr
 
 
-def test_demo_runs_out_of_the_box(tmp_path, lungtk_cli) -> None:
+def test_demo_runs_the_learned_and_the_classical_pipelines(tmp_path, lungtk_cli) -> None:
     proc = lungtk_cli("demo", "--out", tmp_path / "demo", check=0)
-    assert "Fleischner 2017, category" in proc.stdout
-    assert "the phantom's nodules" in proc.stdout
-    assert (tmp_path / "demo" / "results" / "report.html").is_file()
-    assert (tmp_path / "demo" / "results" / "findings.csv").is_file()
+    assert "Fleischner 2017 category" in proc.stdout
+    assert "the phantom's nodules" in proc.stdout and "found: learned" in proc.stdout
+    for name, detector in (("learned", "nodulenet"), ("classical", "blob")):
+        assert (tmp_path / "demo" / name / "report.html").is_file()
+        summary = json.loads((tmp_path / "demo" / name / "findings.json").read_text(encoding="utf-8"))
+        assert summary["components"]["detector"]["name"] == detector
+
+
+def test_without_options_the_learned_preset_runs(pipeline_run, tmp_path, lungtk_cli) -> None:
+    phantoms = pipeline_run[0]
+    given = tmp_path / "given.csv"  # given locations: the learned segmenter and classifiers, no detection
+    truth = (phantoms / "annotations.csv").read_text(encoding="utf-8").splitlines()
+    given.write_text("\n".join(truth[:3]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    lungtk_cli("pipeline", "run", phantoms / "subset0", "--candidates", given, "--out", out, check=0)
+    summary = json.loads((out / "findings.json").read_text(encoding="utf-8"))
+    assert summary["components"]["segmenter"]["name"] == "resunet"
+    assert [c["name"] for c in summary["components"]["classifiers"]] == ["nodule-cnn", "malignancy-cnn"]
+    out = tmp_path / "replaced"
+    lungtk_cli(
+        "pipeline", "run", phantoms / "subset0", "--candidates", given, "--out", out,
+        "--preset", "classical", "--classifier", "malignancy-cnn", check=0,
+    )  # fmt: skip
+    summary = json.loads((out / "findings.json").read_text(encoding="utf-8"))
+    assert summary["components"]["segmenter"]["name"] == "regiongrow"  # the preset's
+    assert [c["name"] for c in summary["components"]["classifiers"]] == ["malignancy-cnn"]  # replaced

@@ -36,12 +36,21 @@ def tiny_scan(path, value=-800, shape=(4, 5, 6)):
     ("args", "message"),
     [
         (
-            ["pipeline", "run", "s.mhd", "--out", "o", "--threshold", "nan"],
+            ["pipeline", "run", "--preset", "classical", "s.mhd", "--out", "o", "--threshold", "nan"],
             "--threshold: nan is not a finite",
         ),
-        (["pipeline", "run", "s.mhd", "--out", "o", "--threshold", "1.5"], "--threshold: 1.5 is not a prob"),
-        (["pipeline", "run", "s.mhd", "--out", "o", "--batch-size", "0"], "--batch-size: 0 is out of range"),
-        (["pipeline", "run", "s.mhd", "--out", "o", "--batch-size", "99999999"], "--batch-size: 99999999"),
+        (
+            ["pipeline", "run", "--preset", "classical", "s.mhd", "--out", "o", "--threshold", "1.5"],
+            "--threshold: 1.5 is not a prob",
+        ),
+        (
+            ["pipeline", "run", "--preset", "classical", "s.mhd", "--out", "o", "--batch-size", "0"],
+            "--batch-size: 0 is out of range",
+        ),
+        (
+            ["pipeline", "run", "--preset", "classical", "s.mhd", "--out", "o", "--batch-size", "99999999"],
+            "--batch-size: 99999999",
+        ),
         (["demo", "--seed", "-1"], "--seed: -1 is out of range"),
         (["phantom", "--out", "p", "--n", "0"], "--n: 0 is out of range"),
         (["phantom", "--out", "p", "--n", str(10**9)], "--n: 1000000000 is out of range"),
@@ -147,7 +156,9 @@ def test_pipeline_candidates_of_no_scan_in_the_run_are_refused(tmp_path, lungtk_
     clicks = tmp_path / "clicks.csv"
     clicks.write_text("seriesuid,coordX,coordY,coordZ\n1.9.9,0,0,0\n1.9.8,0,0,0\n")
     line = one_error_line(
-        lungtk_cli("pipeline", "run", scan, "--candidates", clicks, "--out", tmp_path / "o")
+        lungtk_cli(
+            "pipeline", "run", "--preset", "classical", scan, "--candidates", clicks, "--out", tmp_path / "o"
+        )
     )
     assert "names none of the 1 scan(s) of this run" in line and "'1.9.9'" in line and "'1.1'" in line
     assert not (tmp_path / "o").exists()
@@ -156,7 +167,7 @@ def test_pipeline_candidates_of_no_scan_in_the_run_are_refused(tmp_path, lungtk_
 def test_pipeline_classifier_twice_is_refused(tmp_path, lungtk_cli):
     scan = tiny_scan(tmp_path / "1.1.mhd")
     args = ["--classifier", "size", "--classifier", "size", "--out", tmp_path / "o"]
-    line = one_error_line(lungtk_cli("pipeline", "run", scan, *args))
+    line = one_error_line(lungtk_cli("pipeline", "run", "--preset", "classical", scan, *args))
     assert "classifier 'size' is given twice" in line
 
 
@@ -164,7 +175,17 @@ def test_pipeline_list_file_with_a_byte_order_mark(tmp_path, lungtk_cli):
     scan = tiny_scan(tmp_path / "1.1.mhd")
     listing = tmp_path / "scans.txt"
     listing.write_text(f"\ufeff{scan}\r\n", encoding="utf-8")
-    proc = lungtk_cli("pipeline", "run", listing, "--out", tmp_path / "o", "--candidates", _click(tmp_path))
+    proc = lungtk_cli(
+        "pipeline",
+        "run",
+        "--preset",
+        "classical",
+        listing,
+        "--out",
+        tmp_path / "o",
+        "--candidates",
+        _click(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -193,7 +214,7 @@ def test_pipeline_scans_with_impossible_geometry_fail_at_reading(tmp_path, lungt
     header = "\n".join(fields if line.startswith(key) else line for line in header.splitlines()) + "\n"
     (tmp_path / "s.mhd").write_text(header)
     (tmp_path / "s.raw").write_bytes(np.zeros(120, "<i2").tobytes())
-    proc = lungtk_cli("pipeline", "run", tmp_path / "s.mhd", "--out", tmp_path / "o")
+    proc = lungtk_cli("pipeline", "run", "--preset", "classical", tmp_path / "s.mhd", "--out", tmp_path / "o")
     assert "1 of 1 scan(s) failed" in one_error_line(proc)
     record = json.loads((tmp_path / "o" / "findings.json").read_text())["scans"][0]
     assert message in record["error"] and "bug" not in record["error"], record["error"]
@@ -251,18 +272,3 @@ def test_fleischner_labels_of_other_patients_are_refused_and_unlabelled_ones_nam
     labels.write_text("patient,category\np1,1\n")
     proc = lungtk_cli("fleischner", "eval", nodules, "--labels", labels, check=0)
     assert "1 patient(s) of" in proc.stderr and "'p2'" in proc.stderr
-
-
-def test_demo_picks_components_that_run_without_a_model_file():
-    from lungtk.cli.commands.pipeline import _best
-    from lungtk.core import ComponentSpec, LungtkError, Registry
-
-    registry = Registry()
-    registry.add(ComponentSpec("learned", "detector", "collections:OrderedDict"))  # needs --weights
-    registry.add(
-        ComponentSpec("shipped", "detector", "collections:OrderedDict", default_weights="json:nowhere")
-    )
-    registry.add(ComponentSpec("classic", "detector", "collections:OrderedDict", cpu_only=True))
-    assert _best(registry, "detector", ("learned", "shipped", "classic")) == "classic"
-    with pytest.raises(LungtkError, match="no segmenter that runs without a model file"):
-        _best(registry, "segmenter", ("regiongrow",))

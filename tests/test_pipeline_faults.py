@@ -99,7 +99,7 @@ def test_faulty_plugins_fail_their_scans_only_and_are_named(scans, tmp_path, lun
     plugin_site.add("acme-lungtk", FAULTY_PLUGIN, version="2.0")
     out = tmp_path / "out"
     proc = lungtk_cli(
-        "pipeline", "run", scans, "--out", out, "--detector", "boom", "--classifier", "nan-cls",
+        "pipeline", "run", "--preset", "classical", scans, "--out", out, "--detector", "boom", "--classifier", "nan-cls",
         env={"PYTHONPATH": str(plugin_site.root)}, check=1,
     )  # fmt: skip
     _clean(proc)
@@ -136,7 +136,9 @@ def test_a_bad_header_among_good_scans_fails_that_scan_only(scans, tmp_path, lun
     )
     out = tmp_path / "out"
     centres = _centres(tmp_path, ["s0", "s1", "s2", "s3"])
-    proc = lungtk_cli("pipeline", "run", scans, "--out", out, "--candidates", centres, check=1)
+    proc = lungtk_cli(
+        "pipeline", "run", "--preset", "classical", scans, "--out", out, "--candidates", centres, check=1
+    )
     _clean(proc)
     failed = [line for line in proc.stderr.splitlines() if line.startswith("failed ")]
     assert len(failed) == 1 and failed[0].startswith("failed s1: ") and "s1.mhd" in failed[0]
@@ -146,14 +148,14 @@ def test_a_bad_header_among_good_scans_fails_that_scan_only(scans, tmp_path, lun
 
 def test_resume_analyses_a_scan_whose_voxels_changed(scans, tmp_path, lungtk_cli):
     out = tmp_path / "out"
-    lungtk_cli("pipeline", "run", scans, "--out", out, check=0)
+    lungtk_cli("pipeline", "run", "--preset", "classical", scans, "--out", out, check=0)
     raw = scans / "s0.raw"
     stat = raw.stat()
     data = bytearray(raw.read_bytes())
     data[: len(data) // 2] = bytes(len(data) // 2)  # the same size; the time put back as it was
     raw.write_bytes(bytes(data))
     os.utime(raw, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    proc = lungtk_cli("pipeline", "run", scans, "--out", out, "--resume", check=0)
+    proc = lungtk_cli("pipeline", "run", "--preset", "classical", scans, "--out", out, "--resume", check=0)
     assert "(3 reused)" in proc.stderr
 
 
@@ -165,7 +167,7 @@ def test_a_looping_scan_list_is_one_line(scans, tmp_path, lungtk_cli, cycle):
     else:
         first.write_text("scans/s0.mhd\nb.txt\n")
         (tmp_path / "b.txt").write_text("a.txt\n")
-    proc = lungtk_cli("pipeline", "run", first, "--out", tmp_path / "out", check=1)
+    proc = lungtk_cli("pipeline", "run", "--preset", "classical", first, "--out", tmp_path / "out", check=1)
     _clean(proc)
     assert len(proc.stderr.strip().splitlines()) == 1
     assert (
@@ -180,7 +182,9 @@ def test_a_scan_name_with_brackets_and_hash_reaches_the_user_verbatim(tmp_path, 
     (folder / "[red]broken.mhd").write_text("ObjectType = Image\nNDims = 3\nElementDataFile = nowhere.raw\n")
     out = tmp_path / "out[1]"
     centres = _centres(tmp_path, ["scan#1 [bold]"])
-    proc = lungtk_cli("pipeline", "run", folder, "--out", out, "--candidates", centres, check=1)
+    proc = lungtk_cli(
+        "pipeline", "run", "--preset", "classical", folder, "--out", out, "--candidates", centres, check=1
+    )
     _clean(proc)
     assert proc.stdout.strip() == str(out)
     assert "failed [red]broken: " in proc.stderr

@@ -21,12 +21,12 @@ from lungtk.core.labels import (
     TEXTURE,
     is_reported,
 )
+from lungtk.core.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from lungtk.core import ComponentSpec, Registry
-    from lungtk.pipeline import Pipeline, RunSummary
+    from lungtk.pipeline import Pipeline, Ranks, RunSummary
 
 app = typer.Typer(
     help="Run detection, segmentation, classification and follow-up on CT scans.", no_args_is_help=True
@@ -34,6 +34,10 @@ app = typer.Typer(
 
 
 MAX_BATCH = 65536  # candidates per call: more than any scan has, few enough to allocate
+
+
+PresetChoice = StrEnum("PresetChoice", {name: name for name in PRESETS})
+DEFAULT_CHOICE = PresetChoice(DEFAULT_PRESET)
 
 
 class Scheme(StrEnum):
@@ -46,8 +50,15 @@ class Risk(StrEnum):
     high = "high"
 
 
-def _run(pipeline: Pipeline, scans: list[tuple[str, Path]], out: Path, resume: bool) -> RunSummary:
-    from lungtk.pipeline import run
+def _run(
+    pipeline: Pipeline,
+    scans: list[tuple[str, Path]],
+    out: Path,
+    resume: bool,
+    nproc: int = 1,
+    truth: Path | None = None,
+) -> RunSummary:
+    from lungtk.pipeline import run, run_processes
     from lungtk.pipeline.run import check_writable
 
     check_writable(out)  # before the progress bar: a bad --out is one line
@@ -55,14 +66,46 @@ def _run(pipeline: Pipeline, scans: list[tuple[str, Path]], out: Path, resume: b
         task = progress.add_task("analysing scans", total=len(scans))
 
         def advance(uid: str, status: str, record: dict) -> None:
-            if status == "failed":  # one line: the scan, the component and its distribution; verbatim
-                line = Text.assemble(("failed", "yellow"), f" {_shown(uid)}: {record.get('error')}")
-                stderr.print(line, highlight=False, soft_wrap=True)
-                if record.get("traceback") and os.environ.get("LUNGTK_DEBUG", "") not in ("", "0"):
-                    stderr.print(Text(str(record["traceback"]).rstrip()), highlight=False, soft_wrap=True)
+            _failed_line(uid, status, record)
             progress.advance(task)
 
-        return run(pipeline, scans, out, resume=resume, on_scan=advance)
+        if nproc > 1:  # one bar for every process's scans
+            return run_processes(pipeline, scans, out, nproc, resume=resume, on_scan=advance, truth=truth)
+        return run(pipeline, scans, out, resume=resume, on_scan=advance, truth=truth)
+
+
+def _run_rank(
+    pipeline: Pipeline,
+    scans: list[tuple[str, Path]],
+    out: Path,
+    resume: bool,
+    ranks: Ranks,
+    truth: Path | None = None,
+) -> RunSummary | None:
+    """This torchrun rank's share; rank 0 shows its progress and returns the merged summary."""
+    from lungtk.pipeline import run_ranks, shard_of
+    from lungtk.pipeline.run import check_writable
+
+    check_writable(out)
+    if ranks.rank > 0:
+        return run_ranks(pipeline, scans, out, ranks, resume=resume, on_scan=_failed_line, truth=truth)
+    with progress_bar() as progress:
+        total = len(shard_of(scans, 0, ranks.world))
+        task = progress.add_task(f"analysing scans (rank 0 of {ranks.world})", total=total)
+
+        def advance(uid: str, status: str, record: dict) -> None:
+            _failed_line(uid, status, record)
+            progress.advance(task)
+
+        return run_ranks(pipeline, scans, out, ranks, resume=resume, on_scan=advance, truth=truth)
+
+
+def _failed_line(uid: str, status: str, record: dict) -> None:
+    if status == "failed":  # one line: the scan, the component and its distribution; verbatim
+        line = Text.assemble(("failed", "yellow"), f" {_shown(uid)}: {record.get('error')}")
+        stderr.print(line, highlight=False, soft_wrap=True)
+        if record.get("traceback") and os.environ.get("LUNGTK_DEBUG", "") not in ("", "0"):
+            stderr.print(Text(str(record["traceback"]).rstrip()), highlight=False, soft_wrap=True)
 
 
 def _say(message: str) -> None:
@@ -71,12 +114,9 @@ def _say(message: str) -> None:
 
 
 def _print_timings(summary: RunSummary) -> None:
-    from lungtk.pipeline.run import peak_rss_mb
-
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.timings.items() if v and k != "total")
-    _say(
-        f"time per stage: {stages}; total {summary.timings['total']:.1f}s; peak memory {peak_rss_mb():.0f} MiB"
-    )
+    peak = summary.peak_rss_mb  # with several processes: the largest
+    _say(f"time per stage: {stages}; total {summary.timings['total']:.1f}s; peak memory {peak:.0f} MiB")
 
 
 class PrecisionChoice(StrEnum):
@@ -94,7 +134,18 @@ def run_command(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for findings, masks and the report.")],
-    detector: Annotated[str, typer.Option("--detector", help="A registered detector.")] = "blob",
+    preset: Annotated[
+        PresetChoice,
+        typer.Option(
+            "--preset",
+            help="A whole composition: "
+            + "; ".join(f"{p.name}: {p.composition()}" for p in PRESETS.values())
+            + ". --detector, --segmenter and --classifier replace its parts.",
+        ),
+    ] = DEFAULT_CHOICE,
+    detector: Annotated[
+        str | None, typer.Option("--detector", help="A registered detector (default: the preset's).")
+    ] = None,
     candidates: Annotated[
         Path | None,
         typer.Option(
@@ -103,9 +154,14 @@ def run_command(
             "(patient mm) and optional diameter_mm (default 10) and probability (default 1).",
         ),
     ] = None,
-    segmenter: Annotated[str, typer.Option("--segmenter", help="A registered segmenter.")] = "regiongrow",
+    segmenter: Annotated[
+        str | None, typer.Option("--segmenter", help="A registered segmenter (default: the preset's).")
+    ] = None,
     classifier: Annotated[
-        list[str] | None, typer.Option("--classifier", help="A registered classifier; repeat for more.")
+        list[str] | None,
+        typer.Option(
+            "--classifier", help="A registered classifier; repeat for more (default: the preset's)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -148,35 +204,71 @@ def run_command(
         ),
     ] = 16,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse scans already done in --out.")] = False,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotations",
+            help="Known nodules (a CSV with seriesuid,coordX,coordY,coordZ,diameter_mm, e.g. a data set's "
+            "annotations.csv): the report marks each as found or missed and counts the findings that hit "
+            "none. Default: the annotations.csv of a data-set folder given as SCANS, if it has one.",
+        ),
+    ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            help="Processes on this machine (1 to 256), each analysing its share of the scans (each on its "
+            "own GPU with --device cuda); one findings.csv, findings.json and report. Under torchrun "
+            "(`torchrun --nproc-per-node N -m lungtk.cli.main pipeline run ...`) each rank takes its share "
+            "instead and rank 0 merges; on several machines --out must be the same shared folder on all.",
+            callback=checked(validate.count, high=256),
+        ),
+    ] = 1,
 ) -> None:
     """Detect, segment and classify nodules, then recommend follow-up, for every scan.
 
     Writes to OUT: findings.csv (LUNA16 submission columns plus diameter_mm, volume_mm3, texture,
     malignancy), findings.json (with components, versions, device and timings), masks/<uid>.nii.gz,
-    fleischner.json and report.html. See `lungtk plugins list` for the components. A scan that cannot be
-    read, or on which a component fails (raises, or returns what breaks its contract), is named on stderr
+    fleischner.json and report.html; for a DICOM series also dicom/<uid>/seg.dcm and sr.dcm (a DICOM SEG
+    of the masks and a TID 1500 SR of the findings, referencing the series). See `lungtk plugins list`
+    for the components. A scan that cannot be read, or on which a component fails (raises, or returns what breaks its contract), is named on stderr
     with the component and its distribution, recorded in findings.json and the report, and skipped; the
     other scans go on, every output is written, and the run then exits with status 1. --resume reuses a
     scan's saved results only when its files (size, time, content) and the settings are unchanged.
-    Prints OUT on stdout.
+    Without options it runs the learned preset (nodulenet -> resunet -> nodule-cnn, malignancy-cnn, with
+    their shipped weights); --preset classical needs no learned model. Prints OUT on stdout.
     """
     from lungtk.core.options import parse_assignments, parse_weights
-    from lungtk.pipeline import GivenCandidates, Pipeline, expand_scans
+    from lungtk.pipeline import GivenCandidates, Pipeline, Ranks, expand_scans
 
+    ranks = Ranks.from_env()  # started by torchrun: RANK of WORLD_SIZE
+    if ranks.world > 1 and nproc > 1:
+        raise LungtkError(
+            f"--nproc {nproc}: under torchrun (WORLD_SIZE={ranks.world}) each rank is one process already; "
+            "leave out --nproc, or run without torchrun"
+        )
     settings = parse_assignments(set_ or [])
     model_files = parse_weights(weights or [])
     found = expand_scans(scans)
+    truth = annotations if annotations is not None else _annotations_of(scans)
+    if truth is not None:
+        from lungtk.pipeline.truth import read_truth
+
+        read_truth(truth)  # a bad table: one line before anything is built
+        if annotations is None:
+            _say(f"annotations: {truth} (found / missed in the report; --annotations to choose another)")
     given = GivenCandidates.read(candidates) if candidates is not None else None
     if given is not None:
         others = given.check_covers(uid for uid, _ in found)
         if others:
             shown = ", ".join(_shown(u) for u in others[:3]) + (" ..." if len(others) > 3 else "")
             warning(f"{candidates}: locations on {len(others)} scan(s) not in this run are ignored: {shown}")
+    chosen = get_preset(preset.value)
     pipeline = Pipeline.from_registry(
         get_registry(),
-        given if given is not None else detector,
-        segmenter,
-        classifier if classifier is not None else ["size"],
+        given if given is not None else (detector or chosen.detector),
+        segmenter or chosen.segmenter,
+        classifier if classifier is not None else list(chosen.classifiers),
         device=device,
         precision=precision.value,
         batch_size=batch_size,
@@ -185,11 +277,17 @@ def run_command(
         threshold=threshold,
         scheme=fleischner.value,
         risk=risk.value,
+        local_rank=ranks.local_rank if ranks.world > 1 else None,  # cuda: each rank on its own GPU
     )
     on_cpu = [c.spec.name for c in pipeline.components if c.spec.cpu_only]
     if device.startswith("cuda") and on_cpu:
         _say(f"--device {device}: {', '.join(on_cpu)} use no GPU; they run on the CPU")
-    summary = _run(pipeline, found, out, resume)
+    if ranks.world > 1:
+        summary = _run_rank(pipeline, found, out, resume, ranks, truth)
+        if summary is None:
+            return  # rank 0 reports the run
+    else:
+        summary = _run(pipeline, found, out, resume, nproc, truth)
     _print_timings(summary)
     done = len(summary.scans) - len(summary.failed)
     _say(
@@ -198,6 +296,17 @@ def run_command(
     )
     stdout.print(str(out), highlight=False, markup=False, soft_wrap=True)
     _raise_if_failed(summary)
+
+
+def _annotations_of(arguments: list[str]) -> Path | None:
+    """The annotations.csv of the one data-set folder given (itself, or the parent of its subset folder)."""
+    if len(arguments) != 1 or not Path(arguments[0]).is_dir():
+        return None
+    folder = Path(arguments[0])
+    for candidate in (folder / "annotations.csv", folder.parent / "annotations.csv"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _shown(uid: str) -> str:
@@ -225,36 +334,64 @@ def demo(
         int, typer.Option("--seed", help="Phantom seed (0 to 2**32-1).", callback=checked(validate.seed))
     ] = 2026,
 ) -> None:
-    """Make a synthetic chest CT, run the pipeline on it and show what it found.
+    """Make a synthetic chest CT, run the learned and the classical pipelines on it and show what each found.
 
-    Uses the most accurate installed components as measured on unseen phantoms (README, "Learned
-    segmentation"): today the classical blob / regiongrow / size, which the shipped small learned models
-    do not yet beat. Takes well under a minute on two CPU cores.
+    The learned preset (nodulenet -> resunet -> nodule-cnn, malignancy-cnn, shipped weights) and the
+    classical one (blob -> regiongrow -> size) analyse the same phantom; their findings are written to
+    OUT/learned and OUT/classical, and the phantom's nodules are listed with which pipeline found each.
+    Takes well under a minute on two CPU cores.
     """
-    from rich.table import Table
-
     from lungtk.phantom import write_phantoms
     from lungtk.pipeline import Pipeline, expand_scans
 
     registry = get_registry()
-    detector = _best(registry, "detector", ("blob", "nodulenet"))  # learned by default: issue 17
-    segmenter = _best(registry, "segmenter", ("regiongrow", "resunet"))
-    classifier = _best(registry, "classifier", ("size",))
     with status("making a phantom chest CT"):
         write_phantoms(out / "phantom", n=1, seed=seed, n_nodules=3, overwrite=True)
-    pipeline = Pipeline.from_registry(registry, detector, segmenter, [classifier])
-    summary = _run(pipeline, expand_scans([out / "phantom" / "subset0"]), out / "results", False)
-    _print_timings(summary)
-    _raise_if_failed(summary)
+    scans = expand_scans([out / "phantom" / "subset0"])
+    results = {}
+    for name in ("learned", "classical"):
+        preset = get_preset(name)
+        pipeline = Pipeline.from_registry(
+            registry, preset.detector, preset.segmenter, list(preset.classifiers)
+        )
+        _say(f"{name}: {preset.composition()}")
+        summary = _run(pipeline, scans, out / name, False, truth=out / "phantom" / "annotations.csv")
+        _print_timings(summary)
+        _raise_if_failed(summary)
+        results[name] = (pipeline, summary)
 
-    record = summary.scans[0]
-    table = Table(
-        title=f"findings at probability >= {pipeline.threshold:g} ({detector} -> {segmenter} -> {classifier})"
+    pipeline, summary = results["learned"]
+    stdout.print(_findings_table(summary.scans[0]["findings"], pipeline.threshold, "learned"))
+    truth = out / "phantom" / "nodules.csv"
+    stdout.print(
+        _truth_table(truth, {k: (s.scans[0]["findings"], p.threshold) for k, (p, s) in results.items()})
     )
+    for name, (pipeline, summary) in results.items():
+        record = summary.scans[0]
+        rec = record["recommendation"]
+        reported = sum(is_reported(r[LUNA16_PROBABILITY], pipeline.threshold) for r in record["findings"])
+        stdout.print(
+            Text.assemble(
+                (f"{name}", "bold"),
+                f" ({summary.timings['total']:.1f}s, {reported} finding(s) reported): "
+                f"Fleischner 2017 category {rec['category']}, {rec['recommendation']}",
+            ),
+            markup=False,
+        )
+    for name in results:
+        stdout.print(
+            f"Report ({name}): {(out / name / 'report.html').resolve()}", markup=False, soft_wrap=True
+        )
+
+
+def _findings_table(findings: list[dict], threshold: float, name: str) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"{name} findings at probability >= {threshold:g}")
     for column in ("#", "x mm", "y mm", "z mm", "probability", "diameter mm", "texture", "malignancy"):
         table.add_column(column, justify="left" if column == "texture" else "right")
-    for r in record["findings"]:
-        if is_reported(r[LUNA16_PROBABILITY], pipeline.threshold):
+    for r in findings:
+        if is_reported(r[LUNA16_PROBABILITY], threshold):
             table.add_row(
                 str(r["finding"]),
                 *(f"{r[k]:.1f}" for k in LUNA16_XYZ),
@@ -263,53 +400,25 @@ def demo(
                 r[TEXTURE],
                 f"{r[MALIGNANCY]:.2f}" if r[MALIGNANCY] is not None else "-",
             )
-    stdout.print(table)
-    stdout.print(_truth_table(out / "phantom" / "nodules.csv", record["findings"], pipeline.threshold))
-    rec = record["recommendation"]
-    stdout.print(
-        Text.assemble((f"Fleischner 2017, category {rec['category']}", "bold"), f": {rec['recommendation']}"),
-        markup=False,
-    )
-    stdout.print(f"Report: {(out / 'results' / 'report.html').resolve()}", markup=False, soft_wrap=True)
+    return table
 
 
-def _truth_table(nodules_csv: Path, findings: list[dict], threshold: float) -> Table:
-    """The phantom's nodules and whether a reported finding hits each one."""
+def _truth_table(nodules_csv: Path, runs: dict[str, tuple[list[dict], float]]) -> Table:
+    """The phantom's nodules and, for each run, the reported finding that hits each one."""
     from rich.table import Table
 
     from lungtk.pipeline.truth import match_truth
 
     table = Table(title=f"the phantom's nodules (truth from {nodules_csv})")
-    for column in ("x mm", "y mm", "z mm", "diameter mm", "texture", "found"):
-        table.add_column(column, justify="left" if column in ("texture", "found") else "right")
-    for match in match_truth(nodules_csv, findings, threshold):
+    for column in ("x mm", "y mm", "z mm", "diameter mm", "texture", *(f"found: {k}" for k in runs)):
+        table.add_column(column, justify="right" if column.endswith("mm") else "left")
+    matches = {k: match_truth(nodules_csv, findings, threshold) for k, (findings, threshold) in runs.items()}
+    for i, match in enumerate(next(iter(matches.values()))):
+        found = [m[i] for m in matches.values()]
         table.add_row(
             *(f"{v:.1f}" for v in match.center_xyz),
             f"{match.diameter_mm:.1f}",
             match.texture,
-            f"yes (#{match.finding})" if match.found else "no",
+            *(f"yes (#{m.finding})" if m.found else "no" for m in found),
         )
     return table
-
-
-def _best(registry: Registry, kind: str, preferred: tuple[str, ...]) -> str:
-    """The first of ``preferred`` that runs without a model file from the user (a classical component,
-    or one whose shipped weights are installed): the demo has no --weights to ask for one."""
-    available = registry.names(kind)  # type: ignore[arg-type]
-    ready = [name for name in available if _runs_as_shipped(registry.get(kind, name))]  # type: ignore[arg-type]
-    for name in preferred:
-        if name in ready:
-            return name
-    if ready:
-        return ready[0]
-    raise LungtkError(
-        f"no {kind} that runs without a model file is installed (wanted one of {', '.join(preferred)}); "
-        "reinstall lungtk"
-    )
-
-
-def _runs_as_shipped(spec: ComponentSpec) -> bool:
-    if spec.default_weights is not None:
-        path = spec.weights_path()
-        return path is not None and path.is_file()
-    return spec.cpu_only  # the classical components take no weights
