@@ -173,6 +173,34 @@ def test_given_locations_replace_the_detector(tmp_path):
     assert pipe.describe()["detector"]["distribution"] == "lungtk-pipeline"
 
 
+class StubNoduleClassifier:
+    """Nodule-ness 0.3 for every finding (a false-positive reducer)."""
+
+    def __init__(self, options):
+        self.options = options
+
+    def classify(self, ct, findings):
+        return [{"nodule": {"non-nodule": 0.7, "nodule": 0.3}} for _ in findings]
+
+
+@pytest.mark.parametrize(
+    ("detector", "expected"),
+    [("stub-det", (0.9 + 0.3) / 2), ("scored", (0.6 + 0.3) / 2), ("clicks", 0.3)],
+)
+def test_a_nodule_classifier_is_averaged_with_the_detectors_score(tmp_path, detector, expected):
+    scan = _scan(tmp_path)
+    registry = _registry()
+    registry.add(ComponentSpec("stub-fpr", "classifier", StubNoduleClassifier))
+    if detector != "stub-det":  # a table with probabilities, or clicks without: then the classifier's alone
+        table = tmp_path / "given.csv"
+        column, cell = (",probability", ",0.6") if detector == "scored" else ("", "")
+        table.write_text(f"seriesuid,coordX,coordY,coordZ{column}\nscan-a,-4.0,26.0,-82.0{cell}\n")
+        detector = GivenCandidates.read(table)
+    pipe = Pipeline.from_registry(registry, detector, "stub-seg", ["stub-fpr"], device="cpu")
+    (row,) = run(pipe, expand_scans([scan]), tmp_path / "out").findings
+    assert row["probability"] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [

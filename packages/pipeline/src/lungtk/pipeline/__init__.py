@@ -4,24 +4,32 @@ No typer and no torch are imported here; components come from the plug-in regist
 
 >>> from pathlib import Path
 >>> from lungtk.core import get_registry
->>> from lungtk.pipeline import Pipeline, expand_scans, run
+>>> from lungtk.pipeline import Pipeline, expand_scans, run, run_processes
 >>> pipe = Pipeline.from_registry(get_registry(), "blob", "regiongrow", ["size"])
 >>> summary = run(pipe, expand_scans(["scans/"]), Path("out"))
+>>> summary = run_processes(pipe, expand_scans(["scans/"]), Path("out"), 4)  # 4 processes, one output
 """
 
 from lungtk.pipeline.contract import ScanError
 from lungtk.pipeline.engine import Pipeline, resolve_device
 from lungtk.pipeline.given import GivenCandidates
 from lungtk.pipeline.inputs import expand_scans
+from lungtk.pipeline.recipe import Recipe
 from lungtk.pipeline.run import OutputError, RunSummary, run
+from lungtk.pipeline.shard import Ranks, run_processes, run_ranks, shard_of
 
 __all__ = [
     "GivenCandidates",
     "OutputError",
     "Pipeline",
+    "Ranks",
+    "Recipe",
     "RunSummary",
     "ScanError",
     "expand_scans",
     "resolve_device",
     "run",
+    "run_processes",
+    "run_ranks",
+    "shard_of",
 ]

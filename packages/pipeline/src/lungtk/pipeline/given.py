@@ -2,7 +2,8 @@
 annotations) stands in for a detector, so segmenters and classifiers run on exactly those places.
 
 The table has LUNA16's columns ``seriesuid,coordX,coordY,coordZ`` (patient mm) and optionally
-``diameter_mm`` and ``probability``; a scan the table does not name gets no candidates.
+``diameter_mm`` and ``probability`` (empty cells: 10 mm and 1); a scan the table does not name gets no
+candidates. A table without a probability column leaves the ranking to a nodule classifier, if any.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ class GivenCandidates:
     by_scan: dict[str, list[Candidate]] = field(default_factory=dict)
     source: str = "given"
     table: str = ""  # the file the locations came from (named when one of them is unusable)
+    scored: bool = True  # the table has a probability column (else a nodule classifier's probability rules)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> GivenCandidates:
         path = Path(path)
         by_scan: dict[str, list[Candidate]] = {}
+        scored = False
         for row in read_table(path, required=(LUNA16_ID, *LUNA16_XYZ)):
+            scored = scored or LUNA16_PROBABILITY in row.values
             xyz = tuple(row.number(column, validate.coordinate) for column in LUNA16_XYZ)
             diameter = _optional(row, LUNA16_DIAMETER, validate.non_negative, DEFAULT_DIAMETER_MM)
             probability = _optional(row, LUNA16_PROBABILITY, validate.probability, 1.0)
@@ -41,7 +45,7 @@ class GivenCandidates:
             )
         if not by_scan:
             raise LungtkError(f"{path}: the table has no rows; give one location per line")
-        return cls(by_scan, table=str(path))
+        return cls(by_scan, table=str(path), scored=scored)
 
     def check_covers(self, uids: Iterable[str]) -> list[str]:
         """The table's scans that are not among ``uids`` (the scans of a run); a table that names none of

@@ -6,9 +6,14 @@ OUT/
   fleischner.json       one recommendation per scan
   report.html           recommendation, findings table and thumbnails per scan
   masks/<uid>.nii.gz    the reported findings' labels in the scan's geometry
+  dicom/<uid>/          for a DICOM series: seg.dcm (DICOM SEG of those masks) and sr.dcm (TID 1500
+                        measurement report), referencing the source series (lungtk.pipeline.dicom_out)
   thumbnails/<uid>/     PNG slices used by the report
   scans/<uid>.json      each scan's results (what --resume reuses when the scan's files and the
                         settings are unchanged)
+
+:func:`run` is :func:`analyse_scans` (each scan's own files) then :func:`finish` (the merged outputs);
+:mod:`lungtk.pipeline.shard` runs the first in several processes and the second once.
 
 A scan that fails (it cannot be read; a component raises or returns what breaks its contract) is recorded
 with its stage, component and distribution in findings.json and report.html, and the other scans go on.
@@ -39,9 +44,11 @@ import numpy as np
 from lungtk.core import LungtkError, write_text
 from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_ID, MALIGNANCY, PATHOLOGY, SUBMISSION_COLUMNS, TEXTURE
 from lungtk.pipeline.contract import ScanError, one_line
+from lungtk.pipeline.dicom_out import recorded_files, write_dicom
 from lungtk.pipeline.engine import STAGES, Component, Pipeline, ScanResult, Timer, pipeline_version
 from lungtk.pipeline.identity import source_identity
 from lungtk.pipeline.report import render_report, write_thumbnails
+from lungtk.pipeline.truth import match_scans, read_truth
 
 T = TypeVar("T")
 
@@ -73,6 +80,9 @@ class RunSummary:
     timings: dict[str, float] = field(default_factory=dict)
     resumed: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    peak_rss_mb: float = 0.0  # the largest of the processes that analysed the scans (this one: measured)
+    truth: Path | None = None  # annotations (LUNA16 columns): the report marks each nodule found or missed
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -277,8 +287,15 @@ def _process(
                     scan_level=True,
                 )
                 thumbnails[str(row.finding)] = {p: f"thumbnails/{uid}/{n}" for p, n in names.items()}
+            reported = [row for row, _ in pipeline.reported(result)]
+            dicom = _writing(
+                out / "dicom" / uid,
+                lambda: write_dicom(out, uid, path, ct, labels, reported, pipeline),
+                scan_level=True,
+            )
         record.update(
             mask=str(mask_path),
+            dicom=dicom,
             thumbnails=thumbnails,
             timings_s={k: round(v, 4) for k, v in result.timings.items()},
         )
@@ -335,6 +352,10 @@ def _reusable(
     ):
         return None
     files = [record.get("mask")]
+    dicom = recorded_files(record, path)  # a DICOM input's SEG and SR
+    if dicom is None:
+        return None
+    files += dicom
     if isinstance(thumbnails, dict):
         files += [name for pics in thumbnails.values() if isinstance(pics, dict) for name in pics.values()]
     else:
@@ -352,6 +373,14 @@ def _identity(path: Path) -> Any:
         return None  # cannot be read: the read stage says why
 
 
+def check_unique(scans: Sequence[tuple[str, Path]]) -> None:
+    """Each series UID names its files in OUT: a scan given twice is an error."""
+    uids = [uid for uid, _ in scans]
+    twice = sorted({u for u in uids if uids.count(u) > 1})
+    if twice:
+        raise LungtkError(f"series UID {twice[0]!r} is given more than once; each scan must be given once")
+
+
 def run(
     pipeline: Pipeline,
     scans: Sequence[tuple[str, Path]],
@@ -359,21 +388,39 @@ def run(
     *,
     resume: bool = False,
     on_scan: Callable[[str, str, dict[str, Any]], None] | None = None,
+    truth: Path | None = None,
 ) -> RunSummary:
     """Run ``pipeline`` on every scan and write all outputs; ``on_scan(uid, status, record)`` reports
-    progress (status ``done``, ``reused`` or ``failed``; a failed record's ``error`` says why).
+    progress (status ``done``, ``reused`` or ``failed``; a failed record's ``error`` says why). With
+    ``truth`` (an annotations table: seriesuid, coordX..Z, diameter_mm), the report lists each annotated
+    nodule as found or missed.
 
     A scan that fails (unreadable, or a component that raises or returns what breaks its contract) is
     recorded and the others go on: see :attr:`RunSummary.failed`. An output that cannot be written stops
     the run with an :class:`OutputError` naming the file."""
-    uids = [uid for uid, _ in scans]
-    twice = sorted({u for u in uids if uids.count(u) > 1})
-    if twice:
-        raise LungtkError(f"series UID {twice[0]!r} is given more than once; each scan must be given once")
+    check_unique(scans)
     check_writable(out)
-    settings = _settings(pipeline)
-    summary = RunSummary(out, settings=settings)
     started = time.perf_counter()
+    if truth is not None:
+        read_truth(truth)  # a bad table is one line before any scan is analysed
+    summary = analyse_scans(pipeline, scans, out, resume=resume, on_scan=on_scan)
+    summary.truth = truth
+    return finish(summary, started)
+
+
+def analyse_scans(
+    pipeline: Pipeline,
+    scans: Sequence[tuple[str, Path]],
+    out: Path,
+    *,
+    resume: bool = False,
+    on_scan: Callable[[str, str, dict[str, Any]], None] | None = None,
+) -> RunSummary:
+    """Analyse each scan (or reuse its saved record, with ``resume``) and write its own files: its record
+    ``scans/<uid>.json``, mask and thumbnails; not the merged outputs (:func:`finish` writes those). The
+    summary's timings are seconds per stage summed over the scans analysed here."""
+    settings = _settings(pipeline)
+    summary = RunSummary(out, settings=settings, device=pipeline.device)
     for uid, path in scans:
         path = Path(path)
         source = _identity(path)
@@ -388,11 +435,19 @@ def run(
         summary.scans.append(record)
         if on_scan:
             on_scan(uid, "failed" if record.get("error") else ("reused" if reused else "done"), record)
+    summary.peak_rss_mb = peak_rss_mb()
+    return summary
+
+
+def finish(summary: RunSummary, started: float) -> RunSummary:
+    """Write the merged outputs (findings.csv, findings.json, fleischner.json, report.html) of the scans
+    in ``summary``, in their order; ``started`` is the run's ``time.perf_counter()`` at its start."""
     summary.timings = {s: round(summary.timings.get(s, 0.0), 3) for s in STAGES}
     summary.timings["total"] = round(time.perf_counter() - started, 3)
-    write_outputs(pipeline, summary)
-    target = out / "findings.json"
-    text = _strict(_findings_json(pipeline, summary))
+    summary.peak_rss_mb = max(summary.peak_rss_mb, peak_rss_mb())
+    write_outputs(summary)
+    target = summary.out / "findings.json"
+    text = _strict(_findings_json(summary))
     _writing(target, lambda: write_text(target, text))
     return summary
 
@@ -406,14 +461,14 @@ def findings_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _findings_json(pipeline: Pipeline, summary: RunSummary) -> dict[str, Any]:
+def _findings_json(summary: RunSummary) -> dict[str, Any]:
     return {
         "lungtk_pipeline": pipeline_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **summary.settings,
-        "device": pipeline.device,
+        "device": summary.device,
         "timings_s": summary.timings,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(summary.peak_rss_mb, 1),
         "failed": len(summary.failed),
         "scans": [
             {
@@ -433,22 +488,27 @@ def _findings_json(pipeline: Pipeline, summary: RunSummary) -> dict[str, Any]:
     }
 
 
-def write_outputs(pipeline: Pipeline, summary: RunSummary) -> None:
-    """findings.csv, fleischner.json and report.html from the per-scan records."""
-    out = summary.out
+def write_outputs(summary: RunSummary) -> None:
+    """findings.csv, fleischner.json and report.html from the per-scan records and the run's settings."""
+    out, settings = summary.out, summary.settings
     recommendations = [s["recommendation"] for s in summary.scans if s.get("recommendation")]
     report_summary = {
-        "components": pipeline.describe(),
-        "device": pipeline.device,
+        "components": settings["components"],
+        "device": summary.device,
         "lungtk_pipeline": pipeline_version(),
         "timings_s": {k: v for k, v in summary.timings.items() if v},
     }
+    truth = (
+        None
+        if summary.truth is None
+        else match_scans(read_truth(summary.truth), summary.scans, settings["threshold"])
+    )
     texts = {
         "findings.csv": findings_csv(summary.findings),
         "fleischner.json": _strict(
-            {"scheme": pipeline.scheme, "risk": pipeline.risk, "recommendations": recommendations}
+            {"scheme": settings["scheme"], "risk": settings["risk"], "recommendations": recommendations}
         ),
-        "report.html": render_report(report_summary, summary.scans, pipeline.threshold),
+        "report.html": render_report(report_summary, summary.scans, settings["threshold"], truth),
     }
     for name, text in texts.items():
         _writing(out / name, lambda t=out / name, x=text: write_text(t, x))
