@@ -23,7 +23,8 @@ small=(--set width=0.25 --set patch=64 --set batch_size=4 --set step_size=$((ste
   --set val_patches=48 --set num_workers=2)
 
 # Models Genesis: FeatureNet (with the attention of the run it will start) restores deformed 32x64x64 cubes
-uv run lungtk train genesis --data "$data" --out "$work/genesis-qam" --seed 0 --steps 2000 \
+# (1000 steps, about 25 min on 2 CPU cores: an extra budget before the equal-budget runs, as in seed 003)
+uv run lungtk train genesis --data "$data" --out "$work/genesis-qam" --seed 0 --steps 1000 \
   --set width=0.25 --set attention=qam --set batch_size=6 --set step_size=1000 --set patience=0 \
   --set val_every=250 --set val_patches=32 --set num_workers=2 $(resume "$work/genesis-qam")
 

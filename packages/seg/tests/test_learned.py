@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from lungtk.core import Candidate, Geometry
 from lungtk.core.labels import TEXTURES
@@ -66,6 +67,37 @@ def test_cube_segmenter_returns_the_ball_in_the_scans_grid(tta):
     assert abs(mask.volume_mm3 - truth.sum() * ct.geometry.voxel_volume) / (truth.sum() * 0.735) < 0.1
     assert list(mask.texture) == list(TEXTURES)
     np.testing.assert_allclose(list(mask.texture.values()), torch.softmax(torch.tensor([0.0, 1, 3]), 0))
+    if not tta:
+        assert mask.uncertainty is None
+        return
+    # the entropy map: on the mask's grid, sure (about 0) at the ball's centre and far outside, unsure only
+    # where interpolated voxels straddle the boundary; never above ln 2
+    doubt = mask.uncertainty
+    assert doubt.shape == mask.mask.shape and doubt.max() <= np.log(2) + 1e-6
+    inside = np.zeros(ct.shape, bool)
+    inside[tuple(slice(s, s + n) for s, n in zip(start, mask.mask.shape, strict=True))] = True
+    grid = np.zeros(ct.shape, np.float32)
+    grid[inside] = doubt.ravel()
+    centre_irc = np.round(ct.geometry.xyz2irc(centre, continuous=True)).astype(int)
+    assert grid[tuple(centre_irc)] < 1e-3
+    boundary = truth ^ ndimage.binary_erosion(truth)
+    assert (
+        grid[boundary].mean()
+        > 10 * grid[inside & ~truth & ~ndimage.binary_dilation(truth, iterations=3)].mean()
+    )
+
+
+def test_tta_gives_each_candidate_the_same_result_in_a_batch_as_alone():
+    a, b = (-30 + 30 * 0.7, 20 + 48 * 0.7, -70.0), (-30 + 66 * 0.7, 20 + 40 * 0.7, -85.0)
+    ct, _ = _scan([a, b], radius_mm=4.0)
+    segmenter = CubeSegmenter(
+        Threshold(0.45), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"), tta=True
+    )
+    together = segmenter.segment(ct, [Candidate(a, 8.0, 1.0), Candidate(b, 8.0, 1.0)])
+    alone = [segmenter.segment(ct, [Candidate(c, 8.0, 1.0)])[0] for c in (a, b)]
+    for x, y in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(x.mask, y.mask)
+        np.testing.assert_allclose(x.uncertainty, y.uncertainty, atol=1e-6)
 
 
 def test_cube_segmenter_keeps_the_component_at_the_centre():

@@ -42,6 +42,17 @@ def overlay(
     return rgb
 
 
+def heat(values: NDArray, high: float) -> NDArray[np.uint8]:
+    """An RGB heat map of ``values`` in [0, high]: black, red, yellow, white (readable in grey print)."""
+    t = (
+        np.clip(np.asarray(values, dtype=np.float32) / high, 0.0, 1.0)
+        if high > 0
+        else np.zeros(np.shape(values))
+    )
+    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
 def upscale(image: NDArray[np.uint8], rows: float, cols: float) -> NDArray[np.uint8]:
     """Nearest-neighbour resize by factors (to show anisotropic voxels at their true aspect)."""
     r = np.minimum((np.arange(round(image.shape[0] * rows)) / rows).astype(int), image.shape[0] - 1)

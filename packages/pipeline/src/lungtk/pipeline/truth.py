@@ -36,6 +36,54 @@ class TruthMatch:
         return self.finding is not None
 
 
+@dataclass(frozen=True)
+class TruthNodule:
+    """An annotated nodule: its scan, centre (patient mm), diameter and texture (empty when unknown)."""
+
+    seriesuid: str | None
+    center_xyz: tuple[float, float, float]
+    diameter_mm: float
+    texture: str
+
+
+def read_truth(truth_csv: str | os.PathLike[str]) -> list[TruthNodule]:
+    """The nodules of an annotations table (LUNA16's ``annotations.csv``, a phantom's ``nodules.csv``):
+    coordX..Z and diameter_mm are required, seriesuid and texture optional; a bad cell is one line naming
+    the file, line and column."""
+    path = Path(truth_csv)
+    return [
+        TruthNodule(
+            row.values.get(LUNA16_ID),
+            tuple(row.number(c, validate.coordinate) for c in LUNA16_XYZ),  # type: ignore[arg-type]
+            row.number(LUNA16_DIAMETER, validate.non_negative),
+            row.get(TEXTURE, ""),
+        )
+        for row in read_table(path, required=(*LUNA16_XYZ, LUNA16_DIAMETER))
+    ]
+
+
+def _match(
+    nodules: Sequence[TruthNodule], findings: Sequence[Mapping[str, Any]], threshold: float
+) -> list[TruthMatch]:
+    reported = [f for f in findings if is_reported(float(f[LUNA16_PROBABILITY]), threshold)]
+    return [
+        TruthMatch(
+            n.center_xyz,
+            n.diameter_mm,
+            n.texture,
+            next(
+                (
+                    int(f["finding"])
+                    for f in reported
+                    if within_radius([f[c] for c in LUNA16_XYZ], n.center_xyz, n.diameter_mm)
+                ),
+                None,
+            ),
+        )
+        for n in nodules
+    ]
+
+
 def match_truth(
     truth_csv: str | os.PathLike[str],
     findings: Sequence[Mapping[str, Any]],
@@ -47,21 +95,19 @@ def match_truth(
 
     ``findings`` are rows as the pipeline writes them (``coordX..Z``, ``probability``, ``finding``).
     """
-    path = Path(truth_csv)
-    reported = [f for f in findings if is_reported(float(f[LUNA16_PROBABILITY]), threshold)]
-    matches = []
-    for row in read_table(path, required=(*LUNA16_XYZ, LUNA16_DIAMETER)):
-        if seriesuid is not None and row.values.get(LUNA16_ID, seriesuid) != seriesuid:
-            continue
-        centre = tuple(row.number(c, validate.coordinate) for c in LUNA16_XYZ)
-        diameter = row.number(LUNA16_DIAMETER, validate.non_negative)
-        hit = next(
-            (
-                int(f["finding"])
-                for f in reported
-                if within_radius([f[c] for c in LUNA16_XYZ], centre, diameter)
-            ),
-            None,
-        )
-        matches.append(TruthMatch(centre, diameter, row.get(TEXTURE, ""), hit))  # type: ignore[arg-type]
-    return matches
+    nodules = [n for n in read_truth(truth_csv) if seriesuid is None or n.seriesuid in (None, seriesuid)]
+    return _match(nodules, findings, threshold)
+
+
+def match_scans(
+    nodules: Sequence[TruthNodule], scans: Sequence[Mapping[str, Any]], threshold: float
+) -> dict[str, list[TruthMatch]]:
+    """Series UID -> its annotated nodules matched to its reported findings, for each scan record (as
+    the pipeline writes them: ``seriesuid`` and ``findings``)."""
+    by_scan: dict[str, list[TruthNodule]] = {}
+    for n in nodules:
+        if n.seriesuid is not None:
+            by_scan.setdefault(n.seriesuid, []).append(n)
+    return {
+        s[LUNA16_ID]: _match(by_scan.get(s[LUNA16_ID], []), s.get("findings", []), threshold) for s in scans
+    }

@@ -3,7 +3,7 @@ network's probability, and the mask back on the scan's grid in patient geometry.
 
 Per candidate: the model's input cube (``patch`` voxels at ``spacing`` mm, axes along the scan's, centred
 on the candidate) is sampled from the scan, windowed as in training, and segmented (with flip test-time
-augmentation if ``tta``); the probability is sampled back onto the scan voxels the cube covers, and the
+augmentation if ``tta``, which also gives the per-voxel entropy as the mask's uncertainty map); the probability is sampled back onto the scan voxels the cube covers, and the
 connected component at the centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the
 texture probabilities.
 """
@@ -75,13 +75,10 @@ class CubeSegmenter:
         cubes = self.inputs.cubes(scan, [c.center_xyz for c in candidates])
         batch = torch.from_numpy(self.inputs.sample(array, scan, cubes))
         seg, texture = self._logits(batch)
-        if self.tta:  # all 8 flips of each cube, flipped back and averaged
-            probs = np.stack(
-                [
-                    tta_predict(lambda x: self._logits(x[None])[0][0], cube).probability[0].numpy()
-                    for cube in batch
-                ]
-            )
+        doubt = None
+        if self.tta:  # all 8 flips of the batch (its cubes as channels), flipped back and averaged
+            tta = tta_predict(lambda x: self._logits(x[:, None])[0][:, 0], batch[:, 0])
+            probs, doubt = tta.probability.numpy(), tta.entropy.numpy()
         else:
             probs = torch.sigmoid(seg)[:, 0].numpy()
         texture_p = None if texture is None else torch.softmax(texture, dim=1).numpy()
@@ -98,7 +95,10 @@ class CubeSegmenter:
             textures = (
                 None if texture_p is None else dict(zip(TEXTURES, map(float, texture_p[i]), strict=True))
             )
-            masks.append(NoduleMask(mask, geometry, texture=textures))
+            uncertainty = (
+                None if doubt is None else resample_onto(doubt[i], cube, geometry, size, order=1, fill=0.0)
+            )
+            masks.append(NoduleMask(mask, geometry, texture=textures, uncertainty=uncertainty))
         return masks
 
 
