@@ -334,3 +334,35 @@ def test_scan_identity_follows_a_data_file_named_with_a_percent_sign(tmp_path):
     header.write_text("NDims = 3\nElementDataFile = a%b.raw\n")
     files = [f["file"] for f in source_identity(header)["files"]]
     assert files == ["a%b.mhd", "a%b.raw"]
+
+
+def test_the_next_scan_is_read_while_this_one_is_analysed(tmp_path, monkeypatch):
+    import importlib
+    import threading
+
+    run_module = importlib.import_module("lungtk.pipeline.run")  # the package's `run` is the function
+
+    scans = expand_scans([_scan(tmp_path, "scan-a"), _scan(tmp_path, "scan-b")])
+    read = run_module._read
+    second_read = threading.Event()
+    overlapped = []
+
+    def reading(path):
+        if Path(path).stem == "scan-b":
+            second_read.set()
+        return read(path)
+
+    class WaitingDetector(StubDetector):
+        def detect(self, ct):  # while scan-a is analysed, scan-b is read in the background
+            if ct.series_uid == "scan-a":
+                overlapped.append(second_read.wait(timeout=10))
+            return super().detect(ct)
+
+    monkeypatch.setattr(run_module, "_read", reading)
+    registry = Registry()
+    registry.add(ComponentSpec("wait-det", "detector", WaitingDetector, settings={"diameter_mm": 8.0}))
+    registry.add(ComponentSpec("stub-seg", "segmenter", StubSegmenter, cpu_only=True))
+    pipe = Pipeline.from_registry(registry, "wait-det", "stub-seg", [], device="cpu")
+    summary = run(pipe, scans, tmp_path / "out")
+    assert overlapped == [True]
+    assert [r["seriesuid"] for r in summary.findings] == ["scan-a", "scan-b"]

@@ -33,6 +33,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -241,7 +242,13 @@ def _check_uid(uid: str) -> None:
 
 
 def _process(
-    pipeline: Pipeline, uid: str, path: Path, out: Path, source: Any, settings: dict[str, Any]
+    pipeline: Pipeline,
+    uid: str,
+    path: Path,
+    out: Path,
+    source: Any,
+    settings: dict[str, Any],
+    reading: Future[Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse one scan and write its mask, thumbnails and record. Whatever goes wrong with this scan - it
     cannot be read, a component raises or breaks its contract - is recorded in the returned record (with
@@ -261,8 +268,8 @@ def _process(
     record = dict(base)
     try:
         _check_uid(uid)
-        with timer.stage("read"):
-            ct = _read(path)
+        with timer.stage("read"):  # the wait, when the scan was read ahead
+            ct = _read(path) if reading is None else reading.result()
         pipeline.analyse(ct, result)
         pipeline.recommend(result)
         record.update(
@@ -421,20 +428,34 @@ def analyse_scans(
     summary's timings are seconds per stage summed over the scans analysed here."""
     settings = _settings(pipeline)
     summary = RunSummary(out, settings=settings, device=pipeline.device)
-    for uid, path in scans:
-        path = Path(path)
+
+    def plan(uid: str, path: Path) -> tuple[str, Path, Any, dict[str, Any] | None]:
         source = _identity(path)
-        record = _reusable(out, uid, path, source, pipeline, settings) if resume else None
-        reused = record is not None
-        if record is not None:
-            summary.resumed += 1
-        else:
-            record = _process(pipeline, uid, path, out, source, settings)
-            for stage, seconds in record.get("timings_s", {}).items():
-                summary.timings[stage] = summary.timings.get(stage, 0.0) + seconds
-        summary.scans.append(record)
-        if on_scan:
-            on_scan(uid, "failed" if record.get("error") else ("reused" if reused else "done"), record)
+        return uid, path, source, _reusable(out, uid, path, source, pipeline, settings) if resume else None
+
+    # The next scan to analyse is read (decoded) in a thread while this one is analysed: on a GPU the
+    # reading of scan k+1 overlaps the networks on scan k. At most two scans are in memory.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lungtk-read") as reader:
+        planned = [plan(scans[0][0], Path(scans[0][1]))] if scans else []
+        ahead: Future[Any] | None = None
+        for i in range(len(scans)):
+            uid, path, source, record = planned[i]
+            reading, ahead = ahead, None
+            if i + 1 < len(scans):
+                planned.append(plan(scans[i + 1][0], Path(scans[i + 1][1])))
+                if planned[-1][3] is None and record is None:  # both to analyse: read the next now
+                    ahead = reader.submit(_read, planned[-1][1])
+            reused = record is not None
+            if record is not None:
+                summary.resumed += 1
+            else:
+                record = _process(pipeline, uid, path, out, source, settings, reading)
+                for stage, seconds in record.get("timings_s", {}).items():
+                    summary.timings[stage] = summary.timings.get(stage, 0.0) + seconds
+            planned[i] = (uid, path, source, None)  # the records are kept in the summary, not twice
+            summary.scans.append(record)
+            if on_scan:
+                on_scan(uid, "failed" if record.get("error") else ("reused" if reused else "done"), record)
     summary.peak_rss_mb = peak_rss_mb()
     return summary
 
