@@ -320,6 +320,28 @@ def test_report_marks_each_annotated_nodule_found_or_missed(pipeline_run, tmp_pa
     assert page.count("missed</td>") == len(nodules) - found and 0 < found < len(nodules) + 1
 
 
+def test_a_data_set_s_own_annotations_it_cannot_use_are_left_out_with_a_warning(tmp_path) -> None:
+    from lungtk.core import Geometry
+    from lungtk.ct_io import write_image
+
+    data = tmp_path / "data"
+    hu = np.full((24, 40, 40), -850, np.int16)
+    hu[10:14, 18:22, 18:22] = 40
+    write_image(data / "subset0" / "scan-a.mhd", hu, Geometry((0.0, 0.0, 0.0), (0.8, 0.8, 1.5)))
+    (data / "annotations.csv").write_text("seriesuid,x,y,z,class\nscan-a,1,2,3,1\n")  # another format
+    out = tmp_path / "out"
+    proc = run_lungtk("pipeline", "run", "--preset", "classical", data / "subset0", "--out", out)
+    assert proc.returncode == 0, proc.stderr  # not asked for: it does not stop the run
+    assert "warning:" in proc.stderr and "annotations.csv: no column" in proc.stderr
+    assert "Against the annotations" not in (out / "report.html").read_text(encoding="utf-8")
+    given = run_lungtk(
+        "pipeline", "run", "--preset", "classical", data / "subset0", "--out", out,
+        "--annotations", data / "annotations.csv",
+    )  # fmt: skip
+    assert given.returncode == 1 and "annotations.csv: no column" in given.stderr  # asked for: an error
+    assert len(given.stderr.strip().splitlines()) == 1
+
+
 def test_resume_reuses_finished_scans(pipeline_run, tmp_path) -> None:
     phantoms, out, _ = pipeline_run
     before = (out / "findings.csv").read_text(encoding="utf-8")

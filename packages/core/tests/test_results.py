@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -71,3 +73,18 @@ def test_a_nodule_mask_of_zeros_and_ones_is_a_mask():
     assert m.mask.dtype == bool and m.mask.sum() == 3
     with pytest.raises(ValueError, match="geometry must be a Geometry"):
         NoduleMask(np.ones((1, 1, 1), bool), None)
+
+
+@pytest.mark.parametrize(
+    ("doubt", "problem"),
+    [
+        (np.zeros((2, 2, 2)), "got shape (2, 2, 2)"),
+        (np.full((1, 3, 3), np.nan), "got NaN or infinite values"),
+        (np.full((1, 3, 3), -0.1), "got negative values"),
+    ],
+)
+def test_a_nodule_mask_s_uncertainty_says_what_is_wrong_with_it(doubt, problem):
+    with pytest.raises(ValueError, match=re.escape(f"of the mask's shape (1, 3, 3), {problem}")):
+        NoduleMask(np.eye(3)[None], Geometry(), uncertainty=doubt)
+    sure = NoduleMask(np.eye(3)[None], Geometry(), uncertainty=np.zeros((1, 3, 3)))
+    assert sure.uncertainty.dtype == np.float32

@@ -185,7 +185,7 @@ class StubNoduleClassifier:
 
 @pytest.mark.parametrize(
     ("detector", "expected"),
-    [("stub-det", (0.9 + 0.3) / 2), ("scored", (0.6 + 0.3) / 2), ("clicks", 0.3)],
+    [("stub-det", (0.9 + 0.3) / 2), ("scored", (0.6 + 0.3) / 2), ("clicks", 0.3), ("blank", 0.3)],
 )
 def test_a_nodule_classifier_is_averaged_with_the_detectors_score(tmp_path, detector, expected):
     scan = _scan(tmp_path)
@@ -193,7 +193,9 @@ def test_a_nodule_classifier_is_averaged_with_the_detectors_score(tmp_path, dete
     registry.add(ComponentSpec("stub-fpr", "classifier", StubNoduleClassifier))
     if detector != "stub-det":  # a table with probabilities, or clicks without: then the classifier's alone
         table = tmp_path / "given.csv"
-        column, cell = (",probability", ",0.6") if detector == "scored" else ("", "")
+        column, cell = {"scored": (",probability", ",0.6"), "blank": (",probability", ",")}.get(
+            detector, ("", "")
+        )  # blank: a probability column left empty gives no probability either
         table.write_text(f"seriesuid,coordX,coordY,coordZ{column}\nscan-a,-4.0,26.0,-82.0{cell}\n")
         detector = GivenCandidates.read(table)
     pipe = Pipeline.from_registry(registry, detector, "stub-seg", ["stub-fpr"], device="cpu")
@@ -363,6 +365,24 @@ def test_the_next_scan_is_read_while_this_one_is_analysed(tmp_path, monkeypatch)
     registry.add(ComponentSpec("wait-det", "detector", WaitingDetector, settings={"diameter_mm": 8.0}))
     registry.add(ComponentSpec("stub-seg", "segmenter", StubSegmenter, cpu_only=True))
     pipe = Pipeline.from_registry(registry, "wait-det", "stub-seg", [], device="cpu")
-    summary = run(pipe, scans, tmp_path / "out")
+    summary = run(pipe, scans, tmp_path / "out", read_ahead=True)  # the default on CUDA only
     assert overlapped == [True]
     assert [r["seriesuid"] for r in summary.findings] == ["scan-a", "scan-b"]
+
+
+def test_reading_ahead_leaves_the_warnings_filters_as_they_were(tmp_path):
+    import warnings
+
+    from lungtk.ct_io import read_ct
+
+    scans = []
+    for name in ("n1", "n2", "n3"):  # NIfTI: its reader silences nibabel for a while, in the reading thread
+        path = tmp_path / f"{name}.nii.gz"
+        ct = read_ct(_scan(tmp_path, name))
+        write_image(path, np.asarray(ct.array), ct.geometry)
+        scans.append((name, path))
+    before = list(warnings.filters)
+    pipe = Pipeline.from_registry(_registry(), "stub-det", "stub-seg", [], device="cpu")
+    summary = run(pipe, scans, tmp_path / "out", read_ahead=True)
+    assert not summary.failed and len(summary.findings) == 3
+    assert warnings.filters == before

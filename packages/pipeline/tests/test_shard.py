@@ -17,7 +17,7 @@ import pytest
 
 from lungtk.core import Candidate, ComponentSpec, Geometry, LungtkError, NoduleMask, Registry
 from lungtk.ct_io import write_image
-from lungtk.pipeline import GivenCandidates, Pipeline, Ranks, run, run_processes, shard_of
+from lungtk.pipeline import GivenCandidates, Pipeline, Ranks, run, run_processes, run_ranks, shard_of
 from lungtk.pipeline.run import analyse_scans
 from lungtk.pipeline.shard import merge
 
@@ -201,6 +201,31 @@ def test_only_a_pipeline_other_processes_can_build_is_sent_to_them(tmp_path):
         with pytest.raises(LungtkError, match=f"nproc: {nproc} is out of range"):
             run_processes(_pipeline(), scans, tmp_path / "out", nproc)
     assert not (tmp_path / "out" / "scans").exists()  # refused before any scan was analysed
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("coordX,coordY,coordZ,diameter_mm\n1,2,3,4\n", "no column 'seriesuid'"),  # whose nodules?
+        ("seriesuid,coordX,coordY,coordZ,diameter_mm\n,1,2,3,4\n", "column 'seriesuid': is empty"),
+        ("seriesuid,coordX,coordY,coordZ,diameter_mm\nscan-1,1,2,3,-4\n", "diameter_mm"),
+    ],
+)
+def test_annotations_that_cannot_be_matched_are_refused_before_any_scan(tmp_path, table, message):
+    scans = _scans(tmp_path, 2)
+    truth = tmp_path / "annotations.csv"
+    truth.write_text(table)
+    out = tmp_path / "out"
+    starts = {
+        "run": lambda: run(_pipeline(), scans, out, truth=truth),
+        "run_processes": lambda: run_processes(_pipeline(), scans, out, 2, truth=truth),
+        "run_ranks": lambda: run_ranks(_pipeline(), scans, out, Ranks(0, 2, 0), truth=truth),
+    }
+    for name, start in starts.items():
+        with pytest.raises(LungtkError, match=message) as caught:
+            start()
+        assert "\n" not in str(caught.value), name
+        assert not (out / "scans").exists(), name  # refused before any scan was analysed
 
 
 def test_the_recipe_rebuilds_the_same_pipeline_and_travels_with_given_locations(tmp_path):

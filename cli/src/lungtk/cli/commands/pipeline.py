@@ -151,7 +151,9 @@ def run_command(
         typer.Option(
             "--candidates",
             help="Use these locations instead of a detector: a CSV with seriesuid,coordX,coordY,coordZ "
-            "(patient mm) and optional diameter_mm (default 10) and probability (default 1).",
+            "(patient mm) and optional diameter_mm (default 10) and probability (default 1). A nodule "
+            "classifier's probability is averaged with the table's, or used alone when the table gives "
+            "no probability.",
         ),
     ] = None,
     segmenter: Annotated[
@@ -231,12 +233,12 @@ def run_command(
     malignancy), findings.json (with components, versions, device and timings), masks/<uid>.nii.gz,
     fleischner.json and report.html; for a DICOM series also dicom/<uid>/seg.dcm and sr.dcm (a DICOM SEG
     of the masks and a TID 1500 SR of the findings, referencing the series). See `lungtk plugins list`
-    for the components. A scan that cannot be read, or on which a component fails (raises, or returns what breaks its contract), is named on stderr
-    with the component and its distribution, recorded in findings.json and the report, and skipped; the
-    other scans go on, every output is written, and the run then exits with status 1. --resume reuses a
-    scan's saved results only when its files (size, time, content) and the settings are unchanged.
-    Without options it runs the learned preset (nodulenet -> resunet -> nodule-cnn, malignancy-cnn, with
-    their shipped weights); --preset classical needs no learned model. Prints OUT on stdout.
+    for the components. A scan that cannot be read, or on which a component fails (raises, or returns
+    what breaks its contract), is named on stderr with the component and its distribution, recorded in
+    findings.json and the report, and skipped; the other scans go on, every output is written, and the
+    run then exits with status 1. --resume reuses a scan's saved results only when its files (size,
+    time, content) and the settings are unchanged. Without --preset it runs the learned preset, with
+    the shipped weights; --preset classical needs no learned model. Prints OUT on stdout.
     """
     from lungtk.core.options import parse_assignments, parse_weights
     from lungtk.pipeline import GivenCandidates, Pipeline, Ranks, expand_scans
@@ -250,13 +252,7 @@ def run_command(
     settings = parse_assignments(set_ or [])
     model_files = parse_weights(weights or [])
     found = expand_scans(scans)
-    truth = annotations if annotations is not None else _annotations_of(scans)
-    if truth is not None:
-        from lungtk.pipeline.truth import read_truth
-
-        read_truth(truth)  # a bad table: one line before anything is built
-        if annotations is None:
-            _say(f"annotations: {truth} (found / missed in the report; --annotations to choose another)")
+    truth = _truth(annotations, scans)
     given = GivenCandidates.read(candidates) if candidates is not None else None
     if given is not None:
         others = given.check_covers(uid for uid, _ in found)
@@ -298,6 +294,27 @@ def run_command(
     _raise_if_failed(summary)
 
 
+def _truth(annotations: Path | None, arguments: list[str]) -> Path | None:
+    """The annotations to mark found / missed in the report: ``--annotations`` (a bad table is one line,
+    before anything is built), else the data-set folder's own annotations.csv, which is left out with a
+    warning when it cannot be matched to the scans (it was not asked for: the run goes on without it)."""
+    from lungtk.pipeline.truth import read_truth
+
+    truth = annotations if annotations is not None else _annotations_of(arguments)
+    if truth is None:
+        return None
+    if annotations is not None:
+        read_truth(truth, per_scan=True)
+        return truth
+    try:
+        read_truth(truth, per_scan=True)
+    except LungtkError as exc:
+        warning(f"{exc}; the report has no found / missed table (--annotations to give a table)")
+        return None
+    _say(f"annotations: {truth} (found / missed in the report; --annotations to choose another)")
+    return truth
+
+
 def _annotations_of(arguments: list[str]) -> Path | None:
     """The annotations.csv of the one data-set folder given (itself, or the parent of its subset folder)."""
     if len(arguments) != 1 or not Path(arguments[0]).is_dir():
@@ -334,11 +351,11 @@ def demo(
         int, typer.Option("--seed", help="Phantom seed (0 to 2**32-1).", callback=checked(validate.seed))
     ] = 2026,
 ) -> None:
-    """Make a synthetic chest CT, run the learned and the classical pipelines on it and show what each found.
+    """Make a synthetic chest CT, run the learned and the classical presets on it and show what each found.
 
-    The learned preset (nodulenet -> resunet -> nodule-cnn, malignancy-cnn, shipped weights) and the
-    classical one (blob -> regiongrow -> size) analyse the same phantom; their findings are written to
-    OUT/learned and OUT/classical, and the phantom's nodules are listed with which pipeline found each.
+    Both presets (their components: `lungtk pipeline run --help`, --preset) analyse the same phantom and
+    write to OUT/learned and OUT/classical. Printed: the learned pipeline's reported findings, the
+    phantom's nodules with the finding of each pipeline that hit it, and each pipeline's recommendation.
     Takes well under a minute on two CPU cores.
     """
     from lungtk.phantom import write_phantoms

@@ -111,10 +111,18 @@ class NoduleMask:
         object.__setattr__(self, "mask", given.astype(bool, copy=False))
         if self.uncertainty is not None:
             doubt = np.asarray(self.uncertainty, dtype=np.float32)
-            if doubt.shape != given.shape or not np.isfinite(doubt).all() or (doubt < 0).any():
+            if doubt.shape != given.shape:
+                problem = f"shape {doubt.shape}"
+            elif not np.isfinite(doubt).all():
+                problem = "NaN or infinite values"
+            elif (doubt < 0).any():
+                problem = "negative values"
+            else:
+                problem = ""
+            if problem:
                 raise ValueError(
                     f"a nodule mask's uncertainty must be a finite, non-negative map of the mask's shape "
-                    f"{given.shape}, got shape {doubt.shape}"
+                    f"{given.shape}, got {problem}"
                 )
             object.__setattr__(self, "uncertainty", doubt)
 

@@ -7,7 +7,11 @@ No typer and no torch are imported here; components come from the plug-in regist
 >>> from lungtk.pipeline import Pipeline, expand_scans, run, run_processes
 >>> pipe = Pipeline.from_registry(get_registry(), "blob", "regiongrow", ["size"])
 >>> summary = run(pipe, expand_scans(["scans/"]), Path("out"))
->>> summary = run_processes(pipe, expand_scans(["scans/"]), Path("out"), 4)  # 4 processes, one output
+
+or the same in 4 processes with one set of outputs (they are spawned and import the main module: in a
+script, under ``if __name__ == "__main__":``):
+
+>>> summary = run_processes(pipe, expand_scans(["scans/"]), Path("out"), 4)
 """
 
 from lungtk.pipeline.contract import ScanError

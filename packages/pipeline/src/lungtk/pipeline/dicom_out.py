@@ -19,7 +19,6 @@ from __future__ import annotations
 import traceback
 import warnings
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lungtk.core import atomic_path
+from lungtk.core.threads import PROCESS_STATE_LOCK
 from lungtk.pipeline.contract import ScanError, one_line
+from lungtk.pipeline.engine import MAX_LABEL, distribution_version
 
 FOLDER = "dicom"
 SEG_NAME, SR_NAME = "seg.dcm", "sr.dcm"
@@ -149,11 +150,6 @@ def _in_volume_order(slices: list[Any], ct: Any, folder: Path) -> list[Any]:
 
 
 # -- the outputs ---------------------------------------------------------------------------------------------
-def _version(distribution: str) -> str:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def _segment_algorithm(pipeline: Any) -> Any:
@@ -181,7 +177,7 @@ def _measurement_algorithm(pipeline: Any) -> Any:
     parts = [about["detector"], about["segmenter"], *about["classifiers"]]
     return hd.sr.AlgorithmIdentification(
         name=MODEL,
-        version=_version(MODEL),
+        version=distribution_version(MODEL),
         parameters=[f"{p['name']} ({p['distribution']} {p['version']})"[:64] for p in parts],
     )
 
@@ -193,7 +189,7 @@ def _segmentation(
     from pydicom.uid import generate_uid
 
     codes = _codes()
-    lut = np.zeros(256, dtype=np.uint8)  # finding number -> segment number (1..len(present))
+    lut = np.zeros(MAX_LABEL + 1, dtype=np.uint8)  # finding number -> segment number (1..len(present))
     for segment, finding in enumerate(present, start=1):
         lut[finding] = segment
     algorithm = _segment_algorithm(pipeline)
@@ -221,7 +217,7 @@ def _segmentation(
         instance_number=1,
         manufacturer=MANUFACTURER,
         manufacturer_model_name=MODEL,
-        software_versions=_version(MODEL),
+        software_versions=distribution_version(MODEL),
         device_serial_number="0",  # software: no serial number
         content_description="lungtk nodule segmentation",
         content_label="NODULES",
@@ -383,15 +379,15 @@ def write_dicom(
 
     folder = Path(FOLDER) / uid
     rows: dict[int, dict[str, Any]] = {}
-    for row in reported[:255]:  # the label volume holds 255 findings at most
+    for row in reported[:MAX_LABEL]:  # the label volume holds MAX_LABEL findings at most
         rows[int(row.finding)] = {**row.as_dict(), "tracking_uid": generate_uid()}
     present = [int(k) for k in np.unique(labels) if k and int(k) in rows]
-    if sum(k >= 255 for k in rows) > 1:  # label 255 holds every finding numbered 255 or more: whose?
-        present = [k for k in present if k < 255]
+    if sum(k >= MAX_LABEL for k in rows) > 1:  # the last label holds every finding numbered so or more
+        present = [k for k in present if k < MAX_LABEL]
     segment_of = {finding: segment for segment, finding in enumerate(present, start=1)}
     source = path if path.is_dir() else path.parent
     try:
-        with warnings.catch_warnings():  # e.g. a one-part patient name: the source's, not ours to fix
+        with PROCESS_STATE_LOCK, warnings.catch_warnings():  # e.g. a one-part patient name: the source's
             warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
             seg = _segmentation(slices, labels, present, rows, pipeline) if present else None
             sr = _report(slices, seg, segment_of, rows, pipeline)
@@ -400,7 +396,7 @@ def write_dicom(
     except Exception as exc:  # highdicom refuses what it cannot encode (odd source headers) this way
         raise ScanError(
             f"{source}: cannot write the DICOM SEG/SR of series {ct.series_uid}: highdicom "
-            f"{_version('highdicom')} raised {one_line(exc)}",
+            f"{distribution_version('highdicom')} raised {one_line(exc)}",
             stage="write",
             distribution="highdicom",
             details="".join(traceback.format_exception(exc)),

@@ -48,6 +48,7 @@ from lungtk.pipeline.contract import (
 from lungtk.pipeline.recipe import Recipe
 
 STAGES = ("read", "detect", "segment", "classify", "fleischner", "write")
+MAX_LABEL = 255  # masks/<uid>.nii.gz is uint8: the first 255 reported findings; 255 or more share 255
 ASSUMED_TEXTURE = SOLID
 
 
@@ -152,11 +153,16 @@ def _build(spec: ComponentSpec, options: RunOptions, supplied: str | None) -> Co
     return replace(component, instance=instance)
 
 
-def pipeline_version() -> str:
+def distribution_version(distribution: str) -> str:
+    """The installed version of ``distribution``; ``0+unknown`` when it is not installed as one."""
     try:
-        return version("lungtk-pipeline")
+        return version(distribution)
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def pipeline_version() -> str:
+    return distribution_version("lungtk-pipeline")
 
 
 def _per_component(
@@ -455,10 +461,10 @@ class Pipeline:
     def label_volume(self, shape: tuple[int, ...], result: ScanResult, ct_geometry: Any) -> NDArray[np.uint8]:
         """One label per reported finding (its number in the table; at most 255) in the scan's grid."""
         labels = np.zeros(shape, dtype=np.uint8)
-        for row, finding in self.reported(result)[:255]:
+        for row, finding in self.reported(result)[:MAX_LABEL]:
             if finding.mask is None or not finding.mask.mask.any():
                 continue
-            patch = finding.mask.mask.astype(np.uint8) * np.uint8(min(row.finding, 255))
+            patch = finding.mask.mask.astype(np.uint8) * np.uint8(min(row.finding, MAX_LABEL))
             paste(labels, patch, finding.mask.start_in(ct_geometry), op="max")
         return labels
 

@@ -3,7 +3,8 @@ annotations) stands in for a detector, so segmenters and classifiers run on exac
 
 The table has LUNA16's columns ``seriesuid,coordX,coordY,coordZ`` (patient mm) and optionally
 ``diameter_mm`` and ``probability`` (empty cells: 10 mm and 1); a scan the table does not name gets no
-candidates. A table without a probability column leaves the ranking to a nodule classifier, if any.
+candidates. A nodule classifier's probability is averaged with the table's, or used alone when the table
+gives no probability (no such column, or every cell of it empty).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class GivenCandidates:
     by_scan: dict[str, list[Candidate]] = field(default_factory=dict)
     source: str = "given"
     table: str = ""  # the file the locations came from (named when one of them is unusable)
-    scored: bool = True  # the table has a probability column (else a nodule classifier's probability rules)
+    scored: bool = True  # the table gives probabilities (else a nodule classifier's probability rules)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> GivenCandidates:
@@ -36,7 +37,7 @@ class GivenCandidates:
         by_scan: dict[str, list[Candidate]] = {}
         scored = False
         for row in read_table(path, required=(LUNA16_ID, *LUNA16_XYZ)):
-            scored = scored or LUNA16_PROBABILITY in row.values
+            scored = scored or bool(row.get(LUNA16_PROBABILITY))  # a column of empty cells gives none
             xyz = tuple(row.number(column, validate.coordinate) for column in LUNA16_XYZ)
             diameter = _optional(row, LUNA16_DIAMETER, validate.non_negative, DEFAULT_DIAMETER_MM)
             probability = _optional(row, LUNA16_PROBABILITY, validate.probability, 1.0)

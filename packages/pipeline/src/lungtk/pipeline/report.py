@@ -224,7 +224,8 @@ def render_report(
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
         f"<title>lungtk report</title><style>{_STYLE}</style></head><body>{header}{body}"
         "<p class=muted>Slices in the lung window (level −600, width 1500); red: the finding's mask. "
-        "Uncertainty: the segmenter's entropy over flipped copies (black sure, white 0.69 nats), mask in blue. "
+        f"Uncertainty: the segmenter's entropy over flipped copies (black sure, white {MAX_ENTROPY:.2f} nats), "
+        "mask in blue. "
         "Coronal and sagittal views have the head at the top. Research software, not a medical device."
         "</p></body></html>\n"
     )

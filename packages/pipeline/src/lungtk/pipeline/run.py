@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,8 +44,17 @@ import numpy as np
 from lungtk.core import LungtkError, write_text
 from lungtk.core.labels import LUNA16_DIAMETER, LUNA16_ID, MALIGNANCY, PATHOLOGY, SUBMISSION_COLUMNS, TEXTURE
 from lungtk.pipeline.contract import ScanError, one_line
+from lungtk.pipeline.dicom_out import FOLDER as DICOM_FOLDER
 from lungtk.pipeline.dicom_out import recorded_files, write_dicom
-from lungtk.pipeline.engine import STAGES, Component, Pipeline, ScanResult, Timer, pipeline_version
+from lungtk.pipeline.engine import (
+    STAGES,
+    Component,
+    Pipeline,
+    ScanResult,
+    Timer,
+    distribution_version,
+    pipeline_version,
+)
 from lungtk.pipeline.identity import source_identity
 from lungtk.pipeline.report import render_report, write_thumbnails
 from lungtk.pipeline.truth import match_scans, read_truth
@@ -206,7 +214,7 @@ def _read(path: Path) -> Any:
         raise ScanError(f"{path}: too large to read into memory", stage="read", distribution=reader) from exc
     except Exception as exc:
         raise ScanError(
-            f"{path}: cannot be read: {reader} {_version(reader)} raised {one_line(exc)}; report this to the "
+            f"{path}: cannot be read: {reader} {distribution_version(reader)} raised {one_line(exc)}; report this to the "
             f"maintainers of {reader}",
             stage="read",
             distribution=reader,
@@ -216,13 +224,6 @@ def _read(path: Path) -> Any:
     if len(shape) != 3 or 0 in shape:
         raise ScanError(f"{path}: holds no 3D volume (shape {shape})", stage="read", distribution=reader)
     return ct
-
-
-def _version(distribution: str) -> str:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "?"
 
 
 def _check_uid(uid: str) -> None:
@@ -296,7 +297,7 @@ def _process(
                 thumbnails[str(row.finding)] = {p: f"thumbnails/{uid}/{n}" for p, n in names.items()}
             reported = [row for row, _ in pipeline.reported(result)]
             dicom = _writing(
-                out / "dicom" / uid,
+                out / DICOM_FOLDER / uid,
                 lambda: write_dicom(out, uid, path, ct, labels, reported, pipeline),
                 scan_level=True,
             )
@@ -388,6 +389,16 @@ def check_unique(scans: Sequence[tuple[str, Path]]) -> None:
         raise LungtkError(f"series UID {twice[0]!r} is given more than once; each scan must be given once")
 
 
+def check_run(scans: Sequence[tuple[str, Path]], out: Path, truth: Path | None = None) -> None:
+    """What every run checks before it analyses a scan, in one process or several: each scan is given
+    once, OUT can be written, and the annotations table (``truth``), if any, can be matched to the scans
+    (a bad table is one line now, not after the last scan)."""
+    check_unique(scans)
+    check_writable(out)
+    if truth is not None:
+        read_truth(truth, per_scan=True)
+
+
 def run(
     pipeline: Pipeline,
     scans: Sequence[tuple[str, Path]],
@@ -396,8 +407,9 @@ def run(
     resume: bool = False,
     on_scan: Callable[[str, str, dict[str, Any]], None] | None = None,
     truth: Path | None = None,
+    read_ahead: bool | None = None,
 ) -> RunSummary:
-    """Run ``pipeline`` on every scan and write all outputs; ``on_scan(uid, status, record)`` reports
+    """Run ``pipeline`` on every scan and write all outputs (``read_ahead``: see :func:`analyse_scans`); ``on_scan(uid, status, record)`` reports
     progress (status ``done``, ``reused`` or ``failed``; a failed record's ``error`` says why). With
     ``truth`` (an annotations table: seriesuid, coordX..Z, diameter_mm), the report lists each annotated
     nodule as found or missed.
@@ -405,12 +417,9 @@ def run(
     A scan that fails (unreadable, or a component that raises or returns what breaks its contract) is
     recorded and the others go on: see :attr:`RunSummary.failed`. An output that cannot be written stops
     the run with an :class:`OutputError` naming the file."""
-    check_unique(scans)
-    check_writable(out)
+    check_run(scans, out, truth)
     started = time.perf_counter()
-    if truth is not None:
-        read_truth(truth)  # a bad table is one line before any scan is analysed
-    summary = analyse_scans(pipeline, scans, out, resume=resume, on_scan=on_scan)
+    summary = analyse_scans(pipeline, scans, out, resume=resume, on_scan=on_scan, read_ahead=read_ahead)
     summary.truth = truth
     return finish(summary, started)
 
@@ -422,10 +431,16 @@ def analyse_scans(
     *,
     resume: bool = False,
     on_scan: Callable[[str, str, dict[str, Any]], None] | None = None,
+    read_ahead: bool | None = None,
 ) -> RunSummary:
     """Analyse each scan (or reuse its saved record, with ``resume``) and write its own files: its record
     ``scans/<uid>.json``, mask and thumbnails; not the merged outputs (:func:`finish` writes those). The
-    summary's timings are seconds per stage summed over the scans analysed here."""
+    summary's timings are seconds per stage summed over the scans analysed here.
+
+    ``read_ahead`` (default: when the pipeline runs on CUDA) reads the next scan in a thread while this one
+    is analysed, so the GPU does not wait for decoding; on the CPU the two would share the same cores."""
+    if read_ahead is None:
+        read_ahead = pipeline.device.startswith("cuda")
     settings = _settings(pipeline)
     summary = RunSummary(out, settings=settings, device=pipeline.device)
 
@@ -433,8 +448,8 @@ def analyse_scans(
         source = _identity(path)
         return uid, path, source, _reusable(out, uid, path, source, pipeline, settings) if resume else None
 
-    # The next scan to analyse is read (decoded) in a thread while this one is analysed: on a GPU the
-    # reading of scan k+1 overlaps the networks on scan k. At most two scans are in memory.
+    # With read_ahead, the next scan to analyse is read (decoded) in a thread while this one is analysed:
+    # on a GPU the reading of scan k+1 overlaps the networks on scan k. At most two scans are in memory.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lungtk-read") as reader:
         planned = [plan(scans[0][0], Path(scans[0][1]))] if scans else []
         ahead: Future[Any] | None = None
@@ -443,7 +458,7 @@ def analyse_scans(
             reading, ahead = ahead, None
             if i + 1 < len(scans):
                 planned.append(plan(scans[i + 1][0], Path(scans[i + 1][1])))
-                if planned[-1][3] is None and record is None:  # both to analyse: read the next now
+                if read_ahead and planned[-1][3] is None and record is None:  # both to analyse
                     ahead = reader.submit(_read, planned[-1][1])
             reused = record is not None
             if record is not None:
@@ -522,7 +537,7 @@ def write_outputs(summary: RunSummary) -> None:
     truth = (
         None
         if summary.truth is None
-        else match_scans(read_truth(summary.truth), summary.scans, settings["threshold"])
+        else match_scans(read_truth(summary.truth, per_scan=True), summary.scans, settings["threshold"])
     )
     texts = {
         "findings.csv": findings_csv(summary.findings),

@@ -42,8 +42,7 @@ from lungtk.pipeline.run import (
     RunSummary,
     _settings,
     analyse_scans,
-    check_unique,
-    check_writable,
+    check_run,
     finish,
     run,
 )
@@ -190,10 +189,11 @@ def run_processes(
     of locations), on its own GPU when the device is CUDA, with the CPU cores shared among them; it
     takes its :func:`shard_of` the scans. ``on_scan`` is called here for every scan of every process;
     then this process merges the outputs. A process that stops (killed, out of memory) leaves the scans
-    it finished in ``scans/``: the run then fails, and running it again with ``resume`` does the rest."""
+    it finished in ``scans/``: the run then fails, and running it again with ``resume`` does the rest.
+    The processes are spawned and import the main module, so a script calls this under
+    ``if __name__ == "__main__":``."""
     nproc = validate.count(nproc, "nproc", high=MAX_PROCESSES)
-    check_unique(scans)
-    check_writable(out)
+    check_run(scans, out, truth)
     workers = min(nproc, len(scans))
     if workers <= 1:
         return run(pipeline, scans, out, resume=resume, on_scan=on_scan, truth=truth)
@@ -373,8 +373,7 @@ def run_ranks(
     every rank's records, merges the outputs and returns the merged summary; the other ranks return None
     once rank 0 has their records. ``on_scan`` is called for this rank's scans. OUT must be the same
     folder for every rank (on several machines, a shared file system). Needs torch (gloo: no GPU)."""
-    check_unique(scans)
-    check_writable(out)
+    check_run(scans, out, truth)
     started = time.perf_counter()
     dist, own = _process_group(ranks)
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from lungtk.core import validate
 from lungtk.core.labels import (
+    ANNOTATION_COLUMNS,
     LUNA16_DIAMETER,
     LUNA16_ID,
     LUNA16_PROBABILITY,
@@ -46,19 +47,22 @@ class TruthNodule:
     texture: str
 
 
-def read_truth(truth_csv: str | os.PathLike[str]) -> list[TruthNodule]:
+def read_truth(truth_csv: str | os.PathLike[str], *, per_scan: bool = False) -> list[TruthNodule]:
     """The nodules of an annotations table (LUNA16's ``annotations.csv``, a phantom's ``nodules.csv``):
-    coordX..Z and diameter_mm are required, seriesuid and texture optional; a bad cell is one line naming
-    the file, line and column."""
+    coordX..Z and diameter_mm are required, seriesuid and texture optional; with ``per_scan`` (nodules
+    to be matched to the scans of a run, :func:`match_scans`) every row must name its seriesuid. A bad
+    cell is one line naming the file, line and column."""
     path = Path(truth_csv)
     return [
         TruthNodule(
-            row.values.get(LUNA16_ID),
+            row.text(LUNA16_ID) if per_scan else row.values.get(LUNA16_ID),
             tuple(row.number(c, validate.coordinate) for c in LUNA16_XYZ),  # type: ignore[arg-type]
             row.number(LUNA16_DIAMETER, validate.non_negative),
             row.get(TEXTURE, ""),
         )
-        for row in read_table(path, required=(*LUNA16_XYZ, LUNA16_DIAMETER))
+        for row in read_table(
+            path, required=ANNOTATION_COLUMNS if per_scan else (*LUNA16_XYZ, LUNA16_DIAMETER)
+        )
     ]
 
 
@@ -103,7 +107,8 @@ def match_scans(
     nodules: Sequence[TruthNodule], scans: Sequence[Mapping[str, Any]], threshold: float
 ) -> dict[str, list[TruthMatch]]:
     """Series UID -> its annotated nodules matched to its reported findings, for each scan record (as
-    the pipeline writes them: ``seriesuid`` and ``findings``)."""
+    the pipeline writes them: ``seriesuid`` and ``findings``); ``nodules`` from
+    ``read_truth(..., per_scan=True)`` (a nodule without a seriesuid belongs to no scan)."""
     by_scan: dict[str, list[TruthNodule]] = {}
     for n in nodules:
         if n.seriesuid is not None:

@@ -3,9 +3,9 @@ network's probability, and the mask back on the scan's grid in patient geometry.
 
 Per candidate: the model's input cube (``patch`` voxels at ``spacing`` mm, axes along the scan's, centred
 on the candidate) is sampled from the scan, windowed as in training, and segmented (with flip test-time
-augmentation if ``tta``, which also gives the per-voxel entropy as the mask's uncertainty map); the probability is sampled back onto the scan voxels the cube covers, and the
-connected component at the centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the
-texture probabilities.
+augmentation if ``tta``, which also gives the per-voxel entropy as the mask's uncertainty map); the
+probability is sampled back onto the scan voxels the cube covers, and the connected component at the
+centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the texture probabilities.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lungtk.core import Geometry, write_bytes
+from lungtk.core.threads import PROCESS_STATE_LOCK
 from lungtk.ct_io.errors import CTReadError, writing
 from lungtk.ct_io.io.limits import check_available, check_voxels, file_size
 
@@ -50,15 +51,16 @@ def _quiet() -> Iterator[None]:
     the header itself and says what matters, so neither reaches the terminal."""
     from nibabel import imageglobals
 
-    logger = imageglobals.logger
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
+    with PROCESS_STATE_LOCK:
+        logger = imageglobals.logger
+        level = logger.level
+        logger.setLevel(logging.CRITICAL + 1)
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            logger.setLevel(level)
 
 
 @dataclass(frozen=True)
