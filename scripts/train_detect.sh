@@ -37,8 +37,20 @@ uv run lungtk train nodulenet --data "$data" --out "$work/nodulenet-qam-mg" --se
   --set attention=qam --set init="$work/genesis-qam/model.safetensors" $(resume "$work/nodulenet-qam-mg")
 
 uv run lungtk models export "$work/nodulenet/model.safetensors" "$weights/nodulenet.safetensors"
-uv run lungtk models export "$work/nodulenet-qam-mg/model.safetensors" "$weights/nodulenet-qam.safetensors"
-# (then register default_weights="lungtk.detect:weights/<name>.safetensors" in lungtk/detect/plugin.py)
+# nodulenet-qam ships the Quartet-attention run with the better best validation CPM (each run's own held-out
+# phantoms of seed 600; the evaluation phantoms below play no part in the choice)
+qam=$(uv run python - "$work" <<'PY'
+import json, sys
+from pathlib import Path
+
+def best(run):
+    lines = (Path(sys.argv[1]) / run / "metrics.jsonl").read_text().splitlines()
+    return max(json.loads(l)["val"]["cpm"] for l in lines if '"val"' in l)
+
+print(max(("nodulenet-qam", "nodulenet-qam-mg"), key=best))
+PY
+)
+uv run lungtk models export "$work/$qam/model.safetensors" "$weights/nodulenet-qam.safetensors"
 
 # Evaluation on unseen phantoms: FROC / CPM of each run against blob (and unet25d)
 [ -d "$work/ph9100" ] || uv run lungtk phantom --out "$work/ph9100" --n 12 --seed 9100
