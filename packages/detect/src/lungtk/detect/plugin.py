@@ -8,9 +8,12 @@ from typing import Any
 from lungtk.core import hookimpl
 
 # NoduleNet's inference settings (one table for its detector and its segmenter, so that
-# `--set nodulenet.KEY=VALUE` addresses both roles). `nodulenet` ships weights (scripts/train_detect.sh, the
-# base run); the attention variants need --weights NAME=FILE.
-WEIGHTS = {"nodulenet": "lungtk.detect:weights/nodulenet.safetensors"}
+# `--set nodulenet.KEY=VALUE` addresses both roles). `nodulenet` and `nodulenet-qam` ship weights
+# (scripts/train_detect.sh: the base run and the Quartet-attention run); `nodulenet-cbam` needs --weights.
+WEIGHTS = {
+    "nodulenet": "lungtk.detect:weights/nodulenet.safetensors",
+    "nodulenet-qam": "lungtk.detect:weights/nodulenet-qam.safetensors",
+}
 NODULENET_SETTINGS = {
     "tile": 128,
     "overlap": 32,
