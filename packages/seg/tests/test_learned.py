@@ -109,6 +109,27 @@ def test_cube_segmenter_keeps_the_component_at_the_centre():
     assert np.linalg.norm(centroid - np.array(a)) < 1.0  # the other ball, also in the cube, is dropped
 
 
+def test_the_radius_limit_cuts_what_leaks_beyond_the_candidate():
+    centre = (-30 + 48 * 0.7, 20 + 48 * 0.7, -70.0)
+    ct, ball = _scan([centre], radius_mm=3.0)
+    hu = np.asarray(ct.array).copy()
+    hu[20, 48, 48:] = 40  # a vessel leaving the nodule along +x, one voxel thick
+    hu[20, 47:50, 48:] = 40
+    ct = CTVolume(hu, ct.geometry, "s")
+    segmenter = CubeSegmenter(Threshold(0.45), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"))
+    (leaky,) = segmenter.segment(ct, [Candidate(centre, 6.0, 1.0)])
+    segmenter.radius_factor = 1.6
+    (limited,) = segmenter.segment(ct, [Candidate(centre, 6.0, 1.0)])
+
+    def reach(mask):  # the farthest mask voxel from the centre, mm
+        xyz = mask.geometry.irc2xyz(np.argwhere(mask.mask))
+        return np.linalg.norm(xyz - np.array(centre), axis=1).max()
+
+    assert reach(leaky) > 10.0  # without the limit the vessel is followed to the cube's edge
+    assert reach(limited) <= 1.6 * 3.0 + 1e-6 and limited.volume_mm3 < leaky.volume_mm3
+    assert limited.volume_mm3 >= 0.8 * ball.sum() * ct.geometry.voxel_volume  # the ball itself is kept
+
+
 def test_slabs_are_clamped_at_the_ends():
     assert slab_indices(np.array([0, 5]), 7, 6).tolist() == [[0, 0, 0, 0, 1, 2, 3], [2, 3, 4, 5, 5, 5, 5]]
 

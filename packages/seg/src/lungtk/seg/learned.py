@@ -39,6 +39,7 @@ class CubeSegmenter:
     threshold: float = 0.5
     tta: bool = False
     opening_mm: float = 0.0
+    radius_factor: float = 0.0
 
     @classmethod
     def load(cls, options: RunOptions, architecture: str) -> CubeSegmenter:
@@ -60,6 +61,7 @@ class CubeSegmenter:
             threshold,
             bool(options.settings.get("tta", False)),
             float(options.settings.get("opening_mm", 0.0)),
+            float(options.settings.get("radius_factor", 0.0)),
         )
 
     # -- inference ---------------------------------------------------------------------------------------
@@ -91,6 +93,10 @@ class CubeSegmenter:
                 continue
             on_scan = resample_onto(probs[i], cube, geometry, size, order=1, fill=0.0)
             above = _opened(on_scan >= self.threshold, self.opening_mm, scan.spacing_irc)
+            if self.radius_factor > 0:  # as region growing: nothing beyond this many candidate radii
+                above &= _within(
+                    geometry, above.shape, candidate, self.radius_factor * candidate.diameter_mm / 2
+                )
             mask = component_at(above, geometry.xyz2irc(candidate.center_xyz, continuous=True))
             textures = (
                 None if texture_p is None else dict(zip(TEXTURES, map(float, texture_p[i]), strict=True))
@@ -100,6 +106,13 @@ class CubeSegmenter:
             )
             masks.append(NoduleMask(mask, geometry, texture=textures, uncertainty=uncertainty))
         return masks
+
+
+def _within(geometry, shape: tuple[int, ...], candidate: Candidate, radius_mm: float) -> NDArray[np.bool_]:
+    """The voxels of a crop (``geometry``, ``shape``) within ``radius_mm`` of the candidate's centre."""
+    irc = np.indices(shape).reshape(3, -1).T
+    distance = np.linalg.norm(geometry.irc2xyz(irc) - np.asarray(candidate.center_xyz), axis=1)
+    return (distance <= radius_mm).reshape(shape)
 
 
 def _opened(mask: NDArray[np.bool_], radius_mm: float, spacing_irc: NDArray[np.float64]) -> NDArray[np.bool_]:
