@@ -4,7 +4,7 @@ memory of a full-size scan.
     uv run python benchmarks/bench_pipeline.py [--preset learned] [--device auto] [--precision fp32]
                                                [--scans 4] [--big 400,512,512] [--budget-gb 3]
 
-1. Overhead: phantoms of 160x256x256 go through `lungtk.pipeline.run` with the preset's components in this
+1. Overhead: phantoms of the default size (160x256x256) go through `lungtk.pipeline.run` with the preset's components in this
    process. Every network of every component is timed by forward hooks on all its modules (outermost
    calls only; CUDA synchronised where one starts and ends),
    so the run's wall time is compared with the sum of its model forwards measured in the same run
@@ -30,8 +30,9 @@ from typing import Any
 import torch
 
 from lungtk.core import get_registry
-from lungtk.core.presets import PRESETS, get_preset
+from lungtk.core.presets import DEFAULT_PRESET, PRESETS, get_preset
 from lungtk.phantom import write_phantoms
+from lungtk.phantom.scan import DEFAULT_SHAPE
 from lungtk.pipeline import Pipeline, expand_scans, run
 
 
@@ -114,7 +115,8 @@ def overhead(args: argparse.Namespace, root: Path) -> None:
     print(
         f"preset {preset.name} ({preset.composition()}) on {_device_name(pipeline.device)}, {args.precision}"
     )
-    print(f"  {len(scans) - 1} scans of 160x256x256, {len(summary.findings)} findings; {stages}")
+    shape = "x".join(map(str, DEFAULT_SHAPE))
+    print(f"  {len(scans) - 1} scans of {shape}, {len(summary.findings)} findings; {stages}")
     if timer.seconds > 0:
         print(
             f"  wall {wall:.2f}s, model forwards {timer.seconds:.2f}s in {timer.calls} calls: "
@@ -156,7 +158,7 @@ def _device_name(device: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="learned", choices=sorted(PRESETS))
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--scans", type=int, default=4, help="timed scans (one more warms up)")
