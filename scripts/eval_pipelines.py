@@ -29,8 +29,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from lungtk.seg.metrics import evaluate_folders
+from eval_seg_phantoms import nodule_dice  # beside this script
 
 MIN_DIAMETER_MM = 5.0
 
@@ -45,10 +44,7 @@ def lungtk(*args: object) -> str:
 
 
 def dice_at_true_centres(run: Path, phantoms: Path) -> tuple[float, int]:
-    nodules = list(csv.DictReader((phantoms / "nodules.csv").open(encoding="utf-8")))
-    big = {f"{n['seriesuid']}:{n['finding']}" for n in nodules if float(n["diameter_mm"]) >= MIN_DIAMETER_MM}
-    evaluation = evaluate_folders(run / "masks", phantoms / "masks", per_label=True)
-    scores = [c.dice for c in evaluation.cases if c.case in big]
+    scores = [d for n, d in nodule_dice(run, phantoms) if float(n["diameter_mm"]) >= MIN_DIAMETER_MM]
     return float(np.mean(scores)), len(scores)
 
 

@@ -22,6 +22,15 @@ from lungtk.core.labels import LUNA16_XYZ, TEXTURES
 from lungtk.seg.metrics import evaluate_folders
 
 
+def nodule_dice(run: Path, phantoms: Path) -> list[tuple[dict[str, str], float]]:
+    """Each phantom nodule (its nodules.csv row) scored by the run's masks: the Dice of its label against
+    the predicted label overlapping it most."""
+    nodules = list(csv.DictReader((phantoms / "nodules.csv").open(encoding="utf-8")))
+    by_label = {f"{n['seriesuid']}:{n['finding']}": n for n in nodules}
+    evaluation = evaluate_folders(run / "masks", phantoms / "masks", per_label=True)
+    return [(by_label[c.case], c.dice) for c in evaluation.cases if c.case in by_label]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -32,9 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     nodules = list(csv.DictReader((args.phantoms / "nodules.csv").open(encoding="utf-8")))
-    by_label = {f"{n['seriesuid']}:{n['finding']}": n for n in nodules}
-    evaluation = evaluate_folders(args.run / "masks", args.phantoms / "masks", per_label=True)
-    rows = [(by_label[c.case], c.dice) for c in evaluation.cases if c.case in by_label]
+    rows = nodule_dice(args.run, args.phantoms)
     big = [d for n, d in rows if float(n["diameter_mm"]) >= args.min_diameter]
     small = [d for n, d in rows if 3.0 <= float(n["diameter_mm"]) < args.min_diameter]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -50,6 +52,20 @@ class Risk(StrEnum):
     high = "high"
 
 
+@contextmanager
+def _scans_bar(label: str, total: int) -> Iterator[Callable[[str, str, dict], None]]:
+    """A progress bar over ``total`` scans; yields the ``on_scan`` callback that advances it and names
+    each failed scan on its own line."""
+    with progress_bar() as progress:
+        task = progress.add_task(label, total=total)
+
+        def advance(uid: str, status: str, record: dict) -> None:
+            _failed_line(uid, status, record)
+            progress.advance(task)
+
+        yield advance
+
+
 def _run(
     pipeline: Pipeline,
     scans: list[tuple[str, Path]],
@@ -62,13 +78,7 @@ def _run(
     from lungtk.pipeline.run import check_writable
 
     check_writable(out)  # before the progress bar: a bad --out is one line
-    with progress_bar() as progress:
-        task = progress.add_task("analysing scans", total=len(scans))
-
-        def advance(uid: str, status: str, record: dict) -> None:
-            _failed_line(uid, status, record)
-            progress.advance(task)
-
+    with _scans_bar("analysing scans", len(scans)) as advance:
         if nproc > 1:  # one bar for every process's scans
             return run_processes(pipeline, scans, out, nproc, resume=resume, on_scan=advance, truth=truth)
         return run(pipeline, scans, out, resume=resume, on_scan=advance, truth=truth)
@@ -89,14 +99,8 @@ def _run_rank(
     check_writable(out)
     if ranks.rank > 0:
         return run_ranks(pipeline, scans, out, ranks, resume=resume, on_scan=_failed_line, truth=truth)
-    with progress_bar() as progress:
-        total = len(shard_of(scans, 0, ranks.world))
-        task = progress.add_task(f"analysing scans (rank 0 of {ranks.world})", total=total)
-
-        def advance(uid: str, status: str, record: dict) -> None:
-            _failed_line(uid, status, record)
-            progress.advance(task)
-
+    label = f"analysing scans (rank 0 of {ranks.world})"
+    with _scans_bar(label, len(shard_of(scans, 0, ranks.world))) as advance:
         return run_ranks(pipeline, scans, out, ranks, resume=resume, on_scan=advance, truth=truth)
 
 

@@ -13,10 +13,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lungtk.core import Finding, Volume
-from lungtk.core.labels import AIR_HU, LUNA16_ID, LUNA16_PROBABILITY, LUNA16_XYZ, is_reported, within_radius
+from lungtk.core.labels import AIR_HU, LUNA16_ID, LUNA16_PROBABILITY, is_reported
 from lungtk.ct_io.crops import crop_array, crop_bounds, paste
 from lungtk.ct_io.render import LUNG_WINDOW, heat, overlay, upscale, window, write_png
-from lungtk.pipeline.truth import TruthMatch
+from lungtk.pipeline.truth import TruthMatch, unmatched_findings
 
 PLANES = ("axial", "coronal", "sagittal")
 UNCERTAINTY = "uncertainty"  # the view of the segmenter's entropy map, when it gives one
@@ -170,20 +170,10 @@ def _scan_section(scan: dict[str, Any], threshold: float, truth: Sequence[TruthM
 def _truth_summary(
     scans: Sequence[dict[str, Any]], truth: Mapping[str, Sequence[TruthMatch]], threshold: float
 ) -> str:
-    """Found / missed over the analysed scans, and the reported findings within no annotated nodule's
-    radius (LUNA16's rule: a second finding on a found nodule is not a false positive)."""
+    """Found / missed over the analysed scans, and the reported findings that hit no annotated nodule."""
     analysed = [s for s in scans if not s.get("error")]
     matches = [m for s in analysed for m in truth.get(s[LUNA16_ID], [])]
-    false = sum(
-        1
-        for s in analysed
-        for r in s["findings"]
-        if is_reported(r[LUNA16_PROBABILITY], threshold)
-        and not any(
-            within_radius([r[c] for c in LUNA16_XYZ], m.center_xyz, m.diameter_mm)
-            for m in truth.get(s[LUNA16_ID], [])
-        )
-    )
+    false = sum(unmatched_findings(truth.get(s[LUNA16_ID], []), s["findings"], threshold) for s in analysed)
     found = sum(m.found for m in matches)
     per_scan = f" ({false / len(analysed):.1f} per scan)" if analysed else ""
     return (

@@ -451,15 +451,15 @@ def analyse_scans(
     # With read_ahead, the next scan to analyse is read (decoded) in a thread while this one is analysed:
     # on a GPU the reading of scan k+1 overlaps the networks on scan k. At most two scans are in memory.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lungtk-read") as reader:
-        planned = [plan(scans[0][0], Path(scans[0][1]))] if scans else []
+        following = plan(scans[0][0], Path(scans[0][1])) if scans else None
         ahead: Future[Any] | None = None
         for i in range(len(scans)):
-            uid, path, source, record = planned[i]
+            assert following is not None
+            uid, path, source, record = following
             reading, ahead = ahead, None
-            if i + 1 < len(scans):
-                planned.append(plan(scans[i + 1][0], Path(scans[i + 1][1])))
-                if read_ahead and planned[-1][3] is None and record is None:  # both to analyse
-                    ahead = reader.submit(_read, planned[-1][1])
+            following = plan(scans[i + 1][0], Path(scans[i + 1][1])) if i + 1 < len(scans) else None
+            if read_ahead and following is not None and following[3] is None and record is None:
+                ahead = reader.submit(_read, following[1])  # both to analyse: read the next one now
             reused = record is not None
             if record is not None:
                 summary.resumed += 1
@@ -467,7 +467,6 @@ def analyse_scans(
                 record = _process(pipeline, uid, path, out, source, settings, reading)
                 for stage, seconds in record.get("timings_s", {}).items():
                     summary.timings[stage] = summary.timings.get(stage, 0.0) + seconds
-            planned[i] = (uid, path, source, None)  # the records are kept in the summary, not twice
             summary.scans.append(record)
             if on_scan:
                 on_scan(uid, "failed" if record.get("error") else ("reused" if reused else "done"), record)

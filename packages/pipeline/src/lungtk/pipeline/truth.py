@@ -116,3 +116,16 @@ def match_scans(
     return {
         s[LUNA16_ID]: _match(by_scan.get(s[LUNA16_ID], []), s.get("findings", []), threshold) for s in scans
     }
+
+
+def unmatched_findings(
+    matches: Sequence[TruthMatch], findings: Sequence[Mapping[str, Any]], threshold: float
+) -> int:
+    """How many reported findings lie within no annotated nodule's radius (LUNA16's rule: a second
+    finding on a found nodule is not a false positive)."""
+    return sum(
+        1
+        for f in findings
+        if is_reported(float(f[LUNA16_PROBABILITY]), threshold)
+        and not any(within_radius([f[c] for c in LUNA16_XYZ], m.center_xyz, m.diameter_mm) for m in matches)
+    )
