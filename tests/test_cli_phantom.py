@@ -15,9 +15,9 @@ OUTLINE_RGB = (255, 64, 64)  # nodule outlines in the previews
 
 def test_phantom_writes_a_luna16_folder_with_consistent_fleischner_truth(tmp_path, lungtk_cli):
     out = tmp_path / "ph"
-    proc = lungtk_cli(
-        "phantom", "--out", out, "--n", "3", "--seed", "4", "--shape", "64,128,128", "--preview", check=0
-    )
+    # in two worker processes (packages/phantom/tests/test_phantom_jobs.py: the same files as in one)
+    options = ("--n", "3", "--seed", "4", "--shape", "64,128,128", "--preview", "--jobs", "2")
+    proc = lungtk_cli("phantom", "--out", out, *options, check=0)
     assert proc.stdout.strip() == str(out)
     index = open_dataset(out)
     assert index.name == "luna16" and len(index.on_disk()) == 3

@@ -57,6 +57,11 @@ def tiny_scan(path, value=-800, shape=(4, 5, 6)):
         (["phantom", "--out", "p", "--seed", str(2**40)], "--seed: 1099511627776 is out of range"),
         (["phantom", "--out", "p", "--ggn-fraction", "nan"], "--ggn-fraction: nan is not a finite"),
         (["phantom", "--out", "p", "--ggn-fraction", "-0.5"], "--ggn-fraction: -0.5 is not a probability"),
+        (
+            ["phantom", "--out", "p", "--jobs", "-1"],
+            "--jobs: -1 is out of range; use a whole number from 0 to 256",
+        ),
+        (["phantom", "--out", "p", "--jobs", str(10**6)], "--jobs: 1000000 is out of range"),
         (["data", "split", "d", "--val", "inf"], "--val: inf is not a finite"),
         (["data", "split", "d", "--test", "1.5"], "--test: 1.5 is out of range; use a fraction"),
         (["data", "split", "d", "--folds", "1"], "--folds: 1 is not a number of folds"),

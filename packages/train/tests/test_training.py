@@ -233,6 +233,20 @@ def test_early_stopping(scans, tmp_path):
     assert load_checkpoint(out / "checkpoints/last.pt")["done"]
 
 
+def test_max_minutes_stops_validated_and_resumable(scans, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    clock = iter(range(0, 10**6, 30))  # every look at the clock is 30 s later
+    monkeypatch.setattr("lungtk.train.loop.time.monotonic", lambda: float(next(clock)))
+    result = train(plan("unet-tiny", scans, out, {**TINY, "steps": 12, "val_every": 5, "max_minutes": 1.5}))
+    assert result.stopped == "time" and 1 <= result.step < 12
+    vals = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "val" in r]
+    assert vals[-1] == result.step  # the weights it stopped with were validated
+    assert not load_checkpoint(out / "checkpoints/last.pt")["done"] and result.model.is_file()
+    monkeypatch.undo()
+    resumed = train(plan("unet-tiny", scans, out, {"max_minutes": 0.0}, resume=True))
+    assert resumed.step == 12 and resumed.stopped == "done"
+
+
 def test_error_region_sampling(scans, tmp_path):
     out = tmp_path / "run"
     settings = {**TINY, "sampler": "isample", "isample_every": 3, "steps": 6, "val_every": 6}

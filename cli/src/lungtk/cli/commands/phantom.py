@@ -12,6 +12,7 @@ from lungtk.cli.console import checked, note, progress_bar
 from lungtk.core import validate
 
 MAX_SCANS = 100_000  # a set of more is better made as several sets (each scan is ~20 MB at the default shape)
+MAX_JOBS = 256  # as lungtk.phantom.dataset.MAX_JOBS (not imported here: the CLI starts without numpy)
 
 
 class Format(StrEnum):
@@ -89,6 +90,16 @@ def phantom(
             "--overwrite", help="Replace a phantom set of other options in OUT (never other files)."
         ),
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            help=f"Scans made at once, each in a process of its own (0 to {MAX_JOBS}; 0: one per CPU core; "
+            "never more than --n). The files are the same, byte for byte, whatever the number; each "
+            "process holds one scan in memory (about 0.5 GB at the default shape).",
+            callback=checked(validate.count, low=0, high=MAX_JOBS),
+        ),
+    ] = 1,
 ) -> None:
     """Write synthetic chest CTs with nodules and their ground truth, in the LUNA16 / LNDb layouts.
 
@@ -122,6 +133,7 @@ def phantom(
             previews=preview,
             overwrite=overwrite,
             on_scan=done,
+            jobs=jobs,
         )
     if result.written:
         note(f"wrote {n} scan(s) with {result.shapes} nodule shapes to {out}")

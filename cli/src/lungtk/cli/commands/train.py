@@ -308,7 +308,7 @@ def _run(the_plan: Any) -> None:
     best = ""
     if result.best:
         best = f"; best validation {result.best['monitor']} {result.best['value']:.4f} at step {result.best['step']}"
-    how = "stopped early" if result.stopped == "early" else "trained"
+    how = {"early": "stopped early", "time": "stopped at max_minutes"}.get(result.stopped, "trained")
     note(
         f"{how} {the_plan.spec.name} for {result.step} of {result.total} steps in {seconds:.1f}s{losses}{best}"
     )

@@ -9,17 +9,21 @@ import glob
 import io
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
-from lungtk.core import LungtkError, write_text
+from lungtk.core import Geometry, LungtkError, write_text
 from lungtk.core.labels import (
     ANNOTATION_COLUMNS,
     CANDIDATE_COLUMNS,
@@ -34,7 +38,7 @@ from lungtk.ct_io import write_image
 from lungtk.ct_io.errors import CTWriteError, describe_os_error
 from lungtk.fleischner import Nodule, recommend, score
 from lungtk.phantom.lidc import LidcNodule, lidc_database, load_nodules
-from lungtk.phantom.scan import DEFAULT_SHAPE, PhantomScan, make_scan
+from lungtk.phantom.scan import DEFAULT_SHAPE, PhantomNodule, PhantomScan, make_scan
 from lungtk.phantom.scan import series_uid as make_uid
 
 FORMATS = {"mhd": ".mhd", "nii.gz": ".nii.gz"}
@@ -79,7 +83,7 @@ def shape_library(shapes: str = "auto") -> tuple[LidcNodule, ...] | None:
     return load_nodules(database)
 
 
-def fleischner_categories(scan: PhantomScan) -> tuple[int, int]:
+def fleischner_categories(scan: PhantomScan | ScanSummary) -> tuple[int, int]:
     """(2017 guideline at high risk, LNDb scoring) for the scan's nodules."""
     nodules = [
         Nodule(
@@ -106,6 +110,7 @@ def _csv(header: tuple[str, ...] | list[str], rows: list[list[object]]) -> str:
 MIN_AXIS, MAX_AXIS = 32, 2048
 MAX_VOXELS = 1 << 28
 MIN_SPACING_MM, MAX_SPACING_MM = 0.05, 20.0
+MAX_JOBS = 256  # processes making scans at once (--jobs)
 GENERATOR = "lungtk phantom"
 _STALE_STAGING_SECONDS = 6 * 3600.0
 
@@ -119,8 +124,13 @@ def check_options(
     shapes: str,
     n_nodules: int | None,
     ggn_fraction: float | None = None,
+    jobs: int = 1,
 ) -> None:
     """Refuse options no phantom can be made with, in one line naming the option."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or not 0 <= jobs <= MAX_JOBS:
+        raise LungtkError(
+            f"--jobs must be a whole number of processes from 0 (all CPU cores) to {MAX_JOBS}; got {jobs!r}"
+        )
     if ggn_fraction is not None and not (
         isinstance(ggn_fraction, int | float) and 0.0 <= ggn_fraction <= 1.0
     ):
@@ -298,12 +308,20 @@ def write_phantoms(
     ggn_fraction: float | None = None,
     previews: bool = False,
     overwrite: bool = False,
-    on_scan: Callable[[int, PhantomScan], None] | None = None,
+    on_scan: Callable[[int, PhantomScan | ScanSummary], None] | None = None,
+    jobs: int = 1,
 ) -> PhantomSet:
     """Write ``n`` scans and their ground truth under ``out``; scan i depends only on (seed, i).
     ``n_nodules`` fixes the nodules per scan (default: 0-4 at random); ``ggn_fraction`` the probability that
     a nodule is subsolid (ground-glass or part-solid; default: as the LIDC shapes come); ``previews`` adds
-    ``previews/<seriesuid>.png``. ``on_scan(i, scan)`` is called after each scan is made (progress).
+    ``previews/<seriesuid>.png``. ``on_scan(i, scan)`` is called after each scan is made (progress), once
+    per scan, in index order, in this process.
+
+    ``jobs`` scans are made and written at once, each in a process of its own (0: one per CPU core; never
+    more than ``n``; 1, the default: all here, no processes started). The files are the same, byte for
+    byte, whatever ``jobs`` is. With ``jobs`` > 1, ``on_scan`` gets the scan's :class:`ScanSummary` (uid,
+    nodules, decoys, geometry; no voxels) instead of the :class:`PhantomScan`. The processes are spawned
+    and import the main module, so a script calls this under ``if __name__ == "__main__":``.
 
     The set is written whole or not at all: it is made in a hidden folder beside ``out`` and renamed into
     place when complete, so a crash leaves nothing half-written and two runs never mix their files. ``out``
@@ -311,7 +329,8 @@ def write_phantoms(
     holding another phantom set is refused unless ``overwrite`` is set, which replaces it whole; a folder
     holding anything else is always refused.
     """
-    check_options(n, seed, shape, spacing, fmt, shapes, n_nodules, ggn_fraction)
+    check_options(n, seed, shape, spacing, fmt, shapes, n_nodules, ggn_fraction, jobs)
+    workers = min(int(jobs) or available_cores(), n)
     root = Path(out)
     library = shape_library(shapes)
     used = "lidc" if library else "parametric"
@@ -333,7 +352,7 @@ def write_phantoms(
         reason = f"{blocker} is a file, not a folder" if blocker else (exc.strerror or str(exc))
         raise LungtkError(f"{root}: cannot create the output folder ({reason})") from None
     try:
-        _write_set(staging, config, library, shape, spacing, previews, on_scan)
+        _write_set(staging, config, library, shape, spacing, previews, on_scan, workers)
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder a plain mkdir's mode
         _publish(staging, target, config, mode)
     except CTWriteError as exc:  # names a file in the hidden staging folder: name the set instead
@@ -343,6 +362,14 @@ def write_phantoms(
     except OSError as exc:
         raise LungtkError(
             f"{root}: cannot write the phantom set: {describe_os_error(exc).removeprefix('cannot write: ')}"
+        ) from None
+    except BrokenProcessPool:  # a worker was killed, most often for lack of memory
+        raise LungtkError(
+            f"{root}: cannot write the phantom set: one of its {workers} worker processes stopped "
+            "unexpectedly (out of memory?)",
+            option="--jobs",
+            advice="make fewer scans at once with a smaller --jobs",
+            otherwise="make fewer scans at once",
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when published
@@ -355,45 +382,111 @@ def _umask() -> int:
     return mask
 
 
-def _write_set(
+@dataclass(frozen=True)
+class ScanSummary:
+    """One scan of a set without its voxels: what the set's tables need, what a worker process sends back,
+    and what ``on_scan`` gets when the scans are made in other processes (``jobs`` > 1)."""
+
+    index: int
+    series_uid: str
+    nodules: list[PhantomNodule]
+    decoys_xyz: NDArray[np.float64]  # (M, 3) candidate points that are not nodules
+    geometry: Geometry
+    shape: tuple[int, int, int]
+
+
+def _summary(scan: PhantomScan, index: int) -> ScanSummary:
+    return ScanSummary(
+        index, scan.series_uid, scan.nodules, scan.decoys_xyz, scan.ct.geometry, tuple(scan.ct.shape)
+    )
+
+
+def _write_scan(
     root: Path,
     config: dict[str, object],
     library: tuple[LidcNodule, ...] | None,
     shape: tuple[int, int, int],
     spacing: tuple[float, float, float] | None,
     previews: bool,
-    on_scan: Callable[[int, PhantomScan], None] | None,
-) -> None:
-    seed, n, fmt, oblique = config["seed"], config["n"], config["format"], config["oblique"]
-    n_nodules = config["n_nodules"]
-    ggn_fraction = config.get("ggn_fraction")
-    annotations, excluded, candidates, nodules, categories, meta = [], [], [], [], [], []
-    rated: list[list[object]] = []  # the counted nodules with their mean LIDC ratings
-    for i in range(n):
-        scan = make_scan(
-            seed,
-            i,
-            shape=shape,
-            spacing=spacing,
-            oblique=oblique,
-            library=library,
-            n_nodules=n_nodules,
-            ggn_fraction=ggn_fraction,  # type: ignore[arg-type]
-        )
-        uid = scan.series_uid
-        write_image(root / SCANS_DIR / f"{uid}{FORMATS[fmt]}", scan.ct)
-        write_image(root / MASKS_DIR / f"{uid}{FORMATS[fmt]}", scan.labels, scan.ct.geometry)
-        if previews:
-            from lungtk.ct_io.render import write_png
-            from lungtk.phantom.preview import preview
+    index: int,
+) -> PhantomScan:
+    """Make scan ``index`` and write its image, its label mask and, with ``previews``, its preview."""
+    scan = make_scan(
+        config["seed"],  # type: ignore[arg-type]
+        index,
+        shape=shape,
+        spacing=spacing,
+        oblique=bool(config["oblique"]),
+        library=library,
+        n_nodules=config["n_nodules"],  # type: ignore[arg-type]
+        ggn_fraction=config.get("ggn_fraction"),  # type: ignore[arg-type]
+    )
+    uid, suffix = scan.series_uid, FORMATS[str(config["format"])]
+    write_image(root / SCANS_DIR / f"{uid}{suffix}", scan.ct)
+    write_image(root / MASKS_DIR / f"{uid}{suffix}", scan.labels, scan.ct.geometry)
+    if previews:
+        from lungtk.ct_io.render import write_png
+        from lungtk.phantom.preview import preview
 
-            write_png(root / "previews" / f"{uid}.png", preview(scan))
+        write_png(root / "previews" / f"{uid}.png", preview(scan))
+    return scan
+
+
+# ---- worker processes (jobs > 1): spawned, so everything they run is importable at the top level ----
+
+_WORKER: dict[str, object] = {}  # a worker's share of _write_scan's arguments, set once when it starts
+
+
+class _ScanWriteError(Exception):
+    """A worker's CTWriteError, as (target, problem): a CTWriteError itself does not survive pickling."""
+
+
+def _start_worker(
+    root: Path,
+    config: dict[str, object],
+    library: tuple[LidcNodule, ...] | None,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float] | None,
+    previews: bool,
+) -> None:
+    _WORKER.update(root=root, config=config, library=library, shape=shape, spacing=spacing, previews=previews)
+
+
+def _scan_in_worker(index: int) -> ScanSummary:
+    try:
+        return _summary(_write_scan(index=index, **_WORKER), index)  # type: ignore[arg-type]
+    except CTWriteError as exc:
+        raise _ScanWriteError(str(exc.path), exc.problem) from None
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (what ``jobs=0`` uses)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Tables:
+    """The set's CSV rows and phantom.json entries, gathered scan by scan in index order."""
+
+    def __init__(self) -> None:
+        self.annotations: list[list[object]] = []
+        self.excluded: list[list[object]] = []
+        self.rated: list[list[object]] = []  # the counted nodules with their mean LIDC ratings
+        self.candidates: list[list[object]] = []
+        self.nodules: list[list[object]] = []
+        self.categories: list[list[object]] = []
+        self.meta: list[dict[str, object]] = []
+
+    def add(self, scan: ScanSummary) -> None:
+        uid = scan.series_uid
         for nod in scan.nodules:
             # LUNA16 counts nodules of 3 mm and more; smaller ones are excluded findings, neither hit nor FP.
             counted = nod.diameter_mm >= MIN_COUNTED_MM
-            (annotations if counted else excluded).append([uid, *nod.center_xyz, nod.diameter_mm])
+            (self.annotations if counted else self.excluded).append([uid, *nod.center_xyz, nod.diameter_mm])
             if counted:
-                rated.append(
+                self.rated.append(
                     [
                         uid,
                         *nod.center_xyz,
@@ -404,8 +497,8 @@ def _write_set(
                         nod.pathology or "",
                     ]
                 )
-            candidates.append([uid, *nod.center_xyz, int(counted)])
-            nodules.append(
+            self.candidates.append([uid, *nod.center_xyz, int(counted)])
+            self.nodules.append(
                 [
                     uid,
                     nod.finding,
@@ -421,39 +514,84 @@ def _write_set(
                     nod.source,
                 ]
             )
-        candidates.extend([uid, *map(float, xyz), 0] for xyz in scan.decoys_xyz)
+        self.candidates.extend([uid, *map(float, xyz), 0] for xyz in scan.decoys_xyz)
         f2017, lndb = fleischner_categories(scan)
-        categories.append([uid, len(scan.nodules), f2017, lndb])
-        g = scan.ct.geometry
-        meta.append(
+        self.categories.append([uid, len(scan.nodules), f2017, lndb])
+        g = scan.geometry
+        self.meta.append(
             {
                 LUNA16_ID: uid,
-                "index": i,
-                "shape": list(scan.ct.shape),
+                "index": scan.index,
+                "shape": list(scan.shape),
                 "spacing": g.spacing.tolist(),
                 "origin": g.origin.tolist(),
                 "direction": g.direction.ravel().tolist(),
             }
         )
-        if on_scan:
-            on_scan(i, scan)
-    write_text(root / "annotations.csv", _csv(ANNOTATION_COLUMNS, annotations))
-    write_text(root / "annotations_excluded.csv", _csv(ANNOTATION_COLUMNS, excluded))
-    write_text(
-        root / WITH_RATINGS, _csv([*ANNOTATION_COLUMNS, MALIGNANCY, "mal_bool", TEXTURE, PATHOLOGY], rated)
+
+    def write(self, root: Path, config: dict[str, object]) -> None:
+        write_text(root / "annotations.csv", _csv(ANNOTATION_COLUMNS, self.annotations))
+        write_text(root / "annotations_excluded.csv", _csv(ANNOTATION_COLUMNS, self.excluded))
+        write_text(
+            root / WITH_RATINGS,
+            _csv([*ANNOTATION_COLUMNS, MALIGNANCY, "mal_bool", TEXTURE, PATHOLOGY], self.rated),
+        )
+        write_text(root / "candidates.csv", _csv(CANDIDATE_COLUMNS, self.candidates))
+        write_text(root / "nodules.csv", _csv(NODULE_COLUMNS, self.nodules))
+        write_text(
+            root / "fleischner.csv",
+            _csv([LUNA16_ID, "nodules", "fleischner2017", "lndb"], self.categories),
+        )
+        info = {
+            "generator": GENERATOR,
+            "version": 2,
+            "seed": config["seed"],
+            "n": config["n"],
+            "shapes": config["shapes"],
+            "oblique": config["oblique"],
+            "format": config["format"],
+            "config": config,
+            "scans": self.meta,
+        }
+        write_text(root / "phantom.json", json.dumps(info, indent=2) + "\n")  # last: marks the set complete
+
+
+def _write_set(
+    root: Path,
+    config: dict[str, object],
+    library: tuple[LidcNodule, ...] | None,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float] | None,
+    previews: bool,
+    on_scan: Callable[[int, PhantomScan | ScanSummary], None] | None,
+    jobs: int = 1,
+) -> None:
+    """Write the set into ``root``: the scans in ``jobs`` processes (here when 1), the tables here."""
+    n = int(config["n"])  # type: ignore[call-overload]
+    tables = _Tables()
+    if jobs <= 1:
+        for i in range(n):
+            scan = _write_scan(root, config, library, shape, spacing, previews, i)
+            tables.add(_summary(scan, i))
+            if on_scan:
+                on_scan(i, scan)
+        tables.write(root, config)
+        return
+    pool = ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),  # no forked copies of threads or locks
+        initializer=_start_worker,
+        initargs=(root, config, library, shape, spacing, previews),
     )
-    write_text(root / "candidates.csv", _csv(CANDIDATE_COLUMNS, candidates))
-    write_text(root / "nodules.csv", _csv(NODULE_COLUMNS, nodules))
-    write_text(root / "fleischner.csv", _csv([LUNA16_ID, "nodules", "fleischner2017", "lndb"], categories))
-    info = {
-        "generator": GENERATOR,
-        "version": 2,
-        "seed": seed,
-        "n": n,
-        "shapes": config["shapes"],
-        "oblique": oblique,
-        "format": fmt,
-        "config": config,
-        "scans": meta,
-    }
-    write_text(root / "phantom.json", json.dumps(info, indent=2) + "\n")  # last: marks the set complete
+    try:
+        for i, summary in enumerate(pool.map(_scan_in_worker, range(n))):  # in index order
+            tables.add(summary)
+            if on_scan:
+                on_scan(i, summary)
+    except _ScanWriteError as exc:
+        raise CTWriteError(*exc.args) from None
+    finally:
+        # On an error, drop the scans not started and wait for the running ones, so that none writes into
+        # the staging folder after it is removed.
+        pool.shutdown(wait=True, cancel_futures=True)
+    tables.write(root, config)

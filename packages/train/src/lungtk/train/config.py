@@ -74,6 +74,7 @@ ENGINE_DEFAULTS: dict[str, SettingValue] = {
     "checkpoint_every": 0,
     "log_every": 10,
     "num_workers": 2,
+    "max_minutes": 0.0,
 }
 
 ENGINE_HELP: dict[str, str] = {
@@ -128,10 +129,12 @@ ENGINE_HELP: dict[str, str] = {
     "checkpoint_every": "steps between checkpoints; 0: at every validation",
     "log_every": "steps between lines of metrics.jsonl",
     "num_workers": "DataLoader worker processes (results do not depend on it)",
+    "max_minutes": "stop cleanly after this many minutes of training (validate, checkpoint, write the model; "
+    "--resume continues the schedule); 0: no limit",
 }
 
 # Keys that do not change what a run computes: a resumed run may change them.
-RESUME_FREE = frozenset({"num_workers", "log_every", "checkpoint_every", "compile"})
+RESUME_FREE = frozenset({"num_workers", "log_every", "checkpoint_every", "compile", "max_minutes"})
 LIMITS: dict[str, tuple[float, float]] = {
     "steps": (0, math.inf),
     "epochs": (1, math.inf),
@@ -153,6 +156,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "warmup_factor": (0, 1),
     "log_every": (1, math.inf),
     "folds": (2, math.inf),
+    "max_minutes": (0, math.inf),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("sgd", "adamw", "adam"),

@@ -321,6 +321,8 @@ class Trainer:
         clip = float(config["clip_grad"])
         v_every, c_every, l_every = val_every(config), checkpoint_every(config), int(config["log_every"])
         patience = int(self.config["patience"])
+        minutes = float(config["max_minutes"])
+        deadline = time.monotonic() + 60.0 * minutes if minutes > 0 else None
         kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
         per_step = self.batch * self.accumulate * self.dist.world
         isample = self.data.sampler.kind == "isample"
@@ -381,23 +383,27 @@ class Trainer:
                 loss_sum.zero_()
                 loss_count, interval_time, interval_steps = 0, 0.0, 0
 
-            stop = False
-            if (
-                self.data.val is not None
-                and self.data.val_requests
-                and (self.step % v_every == 0 or self.step == self.total)
-            ):
-                stop = self._validation(patience)
+            validates = self.data.val is not None and bool(self.data.val_requests)
+            due = validates and (self.step % v_every == 0 or self.step == self.total)
+            late = deadline is not None and self.step < self.total and self._past(deadline)
+            stop = self._validation(patience) if due or (late and validates) else False
             if stop:
                 stopped = "early"
+            elif late:
+                stop, stopped = True, "time"  # not done: --resume continues the schedule
             if self.step % c_every == 0 or self.step == self.total or stop:
-                self.save(done=stop or self.step == self.total, stopped=stopped)
+                self.save(done=(stop and stopped == "early") or self.step == self.total, stopped=stopped)
             self.on_event("step", {"step": self.step, "total": self.total, "lr": lr})
             if kill_at and self.step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
             if stop:
                 break
         return Outcome(self.step, self.total, self.best, self.last_metrics, stopped, final_loss)
+
+    def _past(self, deadline: float) -> bool:
+        """Whether any process has reached ``deadline`` (all processes agree, so they stop together)."""
+        late = torch.tensor(float(time.monotonic() >= deadline))
+        return bool(self.dist.all_reduce_sum(late) > 0)
 
     def _validation(self, patience: int) -> bool:
         metrics = self.validate()
