@@ -81,12 +81,12 @@ def source_slices(ct: Any, path: Path) -> list[Any] | None:
     The order comes from each slice's Image Position (Patient) on the grid the scan was read on, not
     from the file order; a slice that does not sit on that grid (unevenly spaced or tilted slices) or a
     header that does not match the volume fails the scan."""
+    if not is_dicom_input(path):
+        return None
     import pydicom
 
     from lungtk.ct_io.io.sitk import dicom_series
 
-    if not is_dicom_input(path):
-        return None
     folder = path if path.is_dir() else path.parent
     series = ct.series_uid
     found = dicom_series(folder)
