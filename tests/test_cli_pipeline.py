@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import run_lungtk
+from lungtk.core.presets import get_preset
 
 SHAPE = "96,160,160"
 THRESHOLD = 0.2
@@ -423,8 +424,9 @@ def test_without_options_the_learned_preset_runs(pipeline_run, tmp_path, lungtk_
     out = tmp_path / "out"
     lungtk_cli("pipeline", "run", phantoms / "subset0", "--candidates", given, "--out", out, check=0)
     summary = json.loads((out / "findings.json").read_text(encoding="utf-8"))
-    assert summary["components"]["segmenter"]["name"] == "resunet"
-    assert [c["name"] for c in summary["components"]["classifiers"]] == ["nodule-cnn", "malignancy-cnn"]
+    learned = get_preset("learned")  # the default
+    assert summary["components"]["segmenter"]["name"] == learned.segmenter
+    assert tuple(c["name"] for c in summary["components"]["classifiers"]) == learned.classifiers
     out = tmp_path / "replaced"
     lungtk_cli(
         "pipeline", "run", phantoms / "subset0", "--candidates", given, "--out", out,

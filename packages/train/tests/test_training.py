@@ -2,6 +2,8 @@
 the loop (loss, run folder, exact resume, early stopping, error-region sampling, out of memory)."""
 
 import shutil
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from safetensors.torch import load_file
 from lungtk.core import LungtkError
 from lungtk.ct_io.cache import VolumeCache
 from lungtk.ct_io.datasets import open_dataset
+from lungtk.train import loop
 from lungtk.train.checkpoint import load_checkpoint
 from lungtk.train.config import read_config_file, resolve_config
 from lungtk.train.data.patches import PatchDataset, PatchGeometry
@@ -235,8 +238,9 @@ def test_early_stopping(scans, tmp_path):
 
 def test_max_minutes_stops_validated_and_resumable(scans, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    clock = iter(range(0, 10**6, 30))  # every look at the clock is 30 s later
-    monkeypatch.setattr("lungtk.train.loop.time.monotonic", lambda: float(next(clock)))
+    clock = iter(range(0, 10**6, 30))  # every look of the loop's at the clock is 30 s later
+    fake = SimpleNamespace(monotonic=lambda: float(next(clock)), perf_counter=time.perf_counter)
+    monkeypatch.setattr(loop, "time", fake)  # the loop's clock alone, not every module's
     result = train(plan("unet-tiny", scans, out, {**TINY, "steps": 12, "val_every": 5, "max_minutes": 1.5}))
     assert result.stopped == "time" and 1 <= result.step < 12
     vals = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "val" in r]
@@ -245,6 +249,21 @@ def test_max_minutes_stops_validated_and_resumable(scans, tmp_path, monkeypatch)
     monkeypatch.undo()
     resumed = train(plan("unet-tiny", scans, out, {"max_minutes": 0.0}, resume=True))
     assert resumed.step == 12 and resumed.stopped == "done"
+
+
+def test_the_time_limits_validation_counts_for_no_patience(scans, tmp_path, monkeypatch):
+    """A validation the time limit adds off the schedule never stops a run for good: the resumed run
+    stops early where an uninterrupted one does (patience 1, no validation ever improves on the first)."""
+    out = tmp_path / "run"
+    monkeypatch.setattr(loop.Trainer, "validate", lambda self: {self.monitor: 0.5, "loss": 1.0})
+    monkeypatch.setattr(loop.Trainer, "_past", lambda self, deadline: self.step >= 3)
+    settings = {**TINY, "steps": 8, "val_every": 2, "patience": 1, "max_minutes": 60.0}
+    result = train(plan("unet-tiny", scans, out, settings))
+    assert result.stopped == "time" and result.step == 3
+    assert not load_checkpoint(out / "checkpoints/last.pt")["done"]
+    monkeypatch.setattr(loop.Trainer, "_past", lambda self, deadline: False)
+    resumed = train(plan("unet-tiny", scans, out, {}, resume=True))
+    assert resumed.stopped == "early" and resumed.step == 4  # as test_early_stopping's run
 
 
 def test_error_region_sampling(scans, tmp_path):

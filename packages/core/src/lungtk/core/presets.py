@@ -31,7 +31,7 @@ PRESETS: dict[str, Preset] = {
             "learned",
             "nodulenet",
             "resunet",
-            ("nodule-cnn", "malignancy-cnn"),
+            ("malignancy-cnn",),
             "the learned models with shipped weights (the default)",
         ),
         Preset(

@@ -386,7 +386,9 @@ class Trainer:
             validates = self.data.val is not None and bool(self.data.val_requests)
             due = validates and (self.step % v_every == 0 or self.step == self.total)
             late = deadline is not None and self.step < self.total and self._past(deadline)
-            stop = self._validation(patience) if due or (late and validates) else False
+            # a validation off the schedule (the time limit's) is looked at, not counted: it moves no
+            # patience, plateau schedule or task hook, so a resumed run continues as an uninterrupted one
+            stop = self._validation(patience, counted=due) if due or (late and validates) else False
             if stop:
                 stopped = "early"
             elif late:
@@ -405,10 +407,10 @@ class Trainer:
         late = torch.tensor(float(time.monotonic() >= deadline))
         return bool(self.dist.all_reduce_sum(late) > 0)
 
-    def _validation(self, patience: int) -> bool:
+    def _validation(self, patience: int, counted: bool = True) -> bool:
         metrics = self.validate()
         self.last_metrics = metrics
-        if self.task.on_validation is not None:
+        if counted and self.task.on_validation is not None:
             self.task.on_validation(metrics)
         value = metrics.get(self.monitor, float("nan"))
         if self.monitor not in metrics:
@@ -416,12 +418,14 @@ class Trainer:
                 f"setting monitor={self.monitor!r}: task '{self.task.name}' reports {', '.join(sorted(metrics))}"
             )
         maximize = self.task.maximize if self.monitor == self.task.monitor else self.monitor != "loss"
-        self.schedule.observe(value, maximize)
+        if counted:
+            self.schedule.observe(value, maximize)
         best = None if self.best is None else float(self.best["value"])
         improved = math.isfinite(value) and (best is None or (value > best if maximize else value < best))
         if improved:
             self.best = {"step": self.step, "value": value, "monitor": self.monitor, "metrics": metrics}
-            self.bad_validations = 0
+            if counted:
+                self.bad_validations = 0
             if self.dist.is_main:
                 save_checkpoint(
                     self.checkpoints / "best.pt",
@@ -433,13 +437,13 @@ class Trainer:
                         "model": self.model.state_dict(),
                     },
                 )
-        else:
+        elif counted:
             self.bad_validations += 1
         self.log.write({"step": self.step, "val": metrics, "best": bool(improved)})
         self.on_event(
             "val", {"step": self.step, "metrics": metrics, "monitor": self.monitor, "improved": improved}
         )
-        return patience > 0 and self.bad_validations >= patience
+        return counted and patience > 0 and self.bad_validations >= patience
 
     def save(self, done: bool, stopped: str) -> None:
         state = self._state(done, stopped)
