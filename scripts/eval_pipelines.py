@@ -5,7 +5,7 @@
 PHANTOMS is a `lungtk phantom` folder (e.g. `lungtk phantom --out ph9100 --n 12 --seed 9100`); OUT gets
 one folder per preset and run. Every figure comes from lungtk's own commands, run here as a user would:
 
-1. `lungtk pipeline run PHANTOMS/subset0 --preset P`: the whole pipeline at its default threshold (0.5).
+1. `lungtk pipeline run PHANTOMS/subset0 --preset P`: the whole pipeline at the preset's report threshold.
    - FROC / CPM: `lungtk eval froc` on findings.csv (every candidate, with its probability).
    - Fleischner agreement: `lungtk fleischner eval findings.json --labels ... --scheme fleischner2017`
      against the phantom's own 2017 categories (fleischner.csv, high risk): the share of scans given the

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import run_lungtk
-from lungtk.core.presets import get_preset
+from lungtk.core.presets import DEFAULT_THRESHOLD, get_preset
 
 SHAPE = "96,160,160"
 THRESHOLD = 0.2
@@ -427,6 +427,7 @@ def test_without_options_the_learned_preset_runs(pipeline_run, tmp_path, lungtk_
     learned = get_preset("learned")  # the default
     assert summary["components"]["segmenter"]["name"] == learned.segmenter
     assert tuple(c["name"] for c in summary["components"]["classifiers"]) == learned.classifiers
+    assert summary["threshold"] == DEFAULT_THRESHOLD  # given locations: not the preset detector's scores
     out = tmp_path / "replaced"
     lungtk_cli(
         "pipeline", "run", phantoms / "subset0", "--candidates", given, "--out", out,

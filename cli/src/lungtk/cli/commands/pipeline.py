@@ -23,7 +23,7 @@ from lungtk.core.labels import (
     TEXTURE,
     is_reported,
 )
-from lungtk.core.presets import DEFAULT_PRESET, PRESETS, get_preset
+from lungtk.core.presets import DEFAULT_PRESET, DEFAULT_THRESHOLD, PRESETS, get_preset
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -50,6 +50,13 @@ class Scheme(StrEnum):
 class Risk(StrEnum):
     low = "low"
     high = "high"
+
+
+def _preset_thresholds() -> str:
+    """The presets whose report threshold differs from the default, for --threshold's help."""
+    return ", ".join(
+        f"{p.name} {p.threshold:g}" for p in PRESETS.values() if p.threshold != DEFAULT_THRESHOLD
+    )
 
 
 @contextmanager
@@ -190,13 +197,15 @@ def run_command(
     ] = Scheme.fleischner2017,
     risk: Annotated[Risk, typer.Option("--risk", help="Patient risk for the 2017 guideline.")] = Risk.high,
     threshold: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--threshold",
-            help="Findings at this probability or more are reported (0 to 1).",
+            help="Findings at this probability or more are reported (0 to 1); default: the preset's for its "
+            f"own detector ({_preset_thresholds()}), else {DEFAULT_THRESHOLD:g}.",
             callback=checked(validate.probability),
+            show_default=False,
         ),
-    ] = 0.5,
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
         PrecisionChoice, typer.Option("--precision", help="Arithmetic of learned components on a GPU.")
@@ -274,7 +283,9 @@ def run_command(
         batch_size=batch_size,
         settings=settings,
         weights=model_files,
-        threshold=threshold,
+        threshold=threshold
+        if threshold is not None
+        else chosen.report_threshold(detector, given_candidates=given is not None),
         scheme=fleischner.value,
         risk=risk.value,
         local_rank=ranks.local_rank if ranks.world > 1 else None,  # cuda: each rank on its own GPU
@@ -373,7 +384,11 @@ def demo(
     for name in ("learned", "classical"):
         preset = get_preset(name)
         pipeline = Pipeline.from_registry(
-            registry, preset.detector, preset.segmenter, list(preset.classifiers)
+            registry,
+            preset.detector,
+            preset.segmenter,
+            list(preset.classifiers),
+            threshold=preset.report_threshold(),
         )
         _say(f"{name}: {preset.composition()}")
         summary = _run(pipeline, scans, out / name, False, truth=out / "phantom" / "annotations.csv")

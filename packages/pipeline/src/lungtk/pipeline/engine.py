@@ -31,6 +31,7 @@ from lungtk.core.labels import (
     is_reported,
     positive_probability,
 )
+from lungtk.core.presets import DEFAULT_THRESHOLD
 from lungtk.core.registry import ComponentSpec
 from lungtk.ct_io.crops import paste
 from lungtk.ct_io.measure import measure
@@ -285,7 +286,7 @@ class Pipeline:
     classifiers: list[Component]
     device: str = "cpu"
     batch_size: int = 16
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     scheme: str = "fleischner2017"
     risk: str = "high"
     recipe: Recipe | None = field(default=None, repr=False, compare=False)  # how from_registry built it
