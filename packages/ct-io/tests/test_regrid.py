@@ -60,3 +60,28 @@ def test_cube_is_centred_and_covering_box_holds_it():
     corners = cube.irc2xyz([[0, 0, 0], [7, 9, 11]])
     inside = scan.xyz2irc(corners, continuous=True)
     assert np.all(inside >= start) and np.all(inside <= start + size - 1)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+@pytest.mark.parametrize(
+    "centre_irc",
+    [(10, 20, 20), (0, 0, 39), (19.6, 39.4, 0.2), (-3, 20, 20), (25, -9, 50)],  # inside, edges, off the scan
+)
+def test_sampling_a_block_equals_sampling_the_whole_volume(order, centre_irc):
+    # resample_onto reads only the source block its samples touch: exactly what map_coordinates gives on
+    # the whole float volume, at the scan's edges and beyond them too
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    source = Geometry((-30.0, 12.0, -80.0), (0.7, 0.7, 2.5), _tilted(0.3))
+    array = rng.integers(-1000, 400, size=(20, 40, 40)).astype(np.int16)
+    target = cube_geometry(
+        source.irc2xyz(centre_irc), (9, 12, 12), (0.9, 0.8, 1.1), like=Geometry(direction=_tilted(-0.2))
+    )
+    ours = resample_onto(array, source, target, (9, 12, 12), order=order, fill=-1000.0)
+    irc = np.indices((9, 12, 12), dtype=np.float64).reshape(3, -1).T
+    coords = source.xyz2irc(target.irc2xyz(irc), continuous=True).T
+    whole = ndimage.map_coordinates(
+        array.astype(np.float32), coords, order=order, mode="constant", cval=-1000.0
+    )
+    np.testing.assert_array_equal(ours, whole.reshape(9, 12, 12))

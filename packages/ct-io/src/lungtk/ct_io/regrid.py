@@ -35,10 +35,26 @@ def resample_onto(
     shape = tuple(int(s) for s in shape)
     irc = np.indices(shape, dtype=np.float64).reshape(3, -1).T
     source_irc = geometry.xyz2irc(target.irc2xyz(irc), continuous=True)
+    # only the block of source voxels the samples can touch is read (and made float): a cube of a scan
+    # costs the cube, not the scan. One voxel of margin keeps every interpolation neighbour; the block
+    # meets the source's own edges where the samples reach them, so "constant" behaves as on the whole.
+    source = np.asarray(array)
+    corners = source_irc[_corner_rows(shape)]  # the grids are affine: the extremes are at the corners
+    low = np.clip(np.floor(corners.min(axis=0)).astype(np.int64) - 1, 0, source.shape)
+    high = np.clip(np.ceil(corners.max(axis=0)).astype(np.int64) + 2, 0, source.shape)
+    block = source[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
+    if block.size == 0:  # every sample is more than a voxel outside the source
+        return np.full(shape, fill, dtype=np.float32)
     values = ndimage.map_coordinates(
-        np.asarray(array, dtype=np.float32), source_irc.T, order=order, mode="constant", cval=fill
+        block.astype(np.float32, copy=False), (source_irc - low).T, order=order, mode="constant", cval=fill
     )
     return values.reshape(shape).astype(np.float32, copy=False)
+
+
+def _corner_rows(shape: tuple[int, ...]) -> NDArray[np.int64]:
+    """The rows of ``np.indices(shape).reshape(3, -1).T`` that are the grid's corners."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(len(shape), -1)
+    return np.ravel_multi_index(tuple(corners), shape)
 
 
 def cube_geometry(
