@@ -135,3 +135,26 @@ def test_bad_input_is_one_clear_error(pair):
         preset("seed001")(image[None])
     with pytest.raises(LungtkError, match="seed000, seed001, seed002"):
         preset("seed999")
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 64), (33, 50, 47), (40, 61)])
+def test_elastic_fields_are_as_smooth_as_blurred_full_resolution_noise(shape):
+    # the coarse-grid field (drawn sigma / 2 times coarser, blurred, interpolated up) against the definition:
+    # full-resolution uniform noise blurred by a Gaussian of sigma voxels; compared by autocorrelation
+    from scipy import ndimage
+
+    from lungtk.ct_io.augment import _smooth_noise
+
+    def correlation(field, lag):
+        a = field - field.mean()
+        return float(np.mean(a[lag:] * a[:-lag]) / np.mean(a * a))
+
+    rng = np.random.default_rng(0)
+    for sigma in (4.0, 6.0):
+        ours = np.stack([_smooth_noise(shape, sigma, rng) for _ in range(8)])
+        reference = np.stack([ndimage.gaussian_filter(rng.uniform(-1, 1, shape), sigma) for _ in range(8)])
+        assert ours.shape[1:] == shape and ours.dtype == np.float32
+        for lag in (1, int(sigma), int(2 * sigma)):
+            mine = np.mean([correlation(f, lag) for f in ours])
+            theirs = np.mean([correlation(f, lag) for f in reference])
+            assert abs(mine - theirs) < 0.15, (sigma, lag, mine, theirs)

@@ -115,6 +115,16 @@ def warp_affine(
     return warped, ndimage.affine_transform(mask, inverse, offset, order=0, mode=mode)
 
 
+def _smooth_noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> NDArray[np.float32]:
+    """Uniform noise in [-1, 1] blurred by a Gaussian of ``sigma`` voxels. It is drawn on a grid sigma / 2
+    times coarser, blurred there and interpolated up (linear): the same smoothness at a fraction of the
+    cost of blurring full-resolution noise (the blur was 40 % of a 64^3 NoduleNet patch's loading)."""
+    step = max(1.0, sigma / 2.0)
+    coarse = tuple(max(2, math.ceil((n - 1) / step) + 1) for n in shape)
+    field = ndimage.gaussian_filter(rng.uniform(-1, 1, coarse).astype(np.float32), sigma / step)
+    return ndimage.zoom(field, [n / c for n, c in zip(shape, coarse, strict=True)], order=1)
+
+
 @dataclass(frozen=True)
 class Elastic:
     """A smooth random displacement field: uniform noise blurred by a Gaussian of ``sigma`` voxels, scaled
@@ -133,7 +143,7 @@ class Elastic:
         grid = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in image.shape), indexing="ij")
         coords = []
         for axis_grid in grid:
-            field = ndimage.gaussian_filter(rng.uniform(-1, 1, image.shape).astype(np.float32), sigma)
+            field = _smooth_noise(image.shape, sigma, rng)
             peak = float(np.abs(field).max()) or 1.0
             coords.append(axis_grid + field * (magnitude / peak))
         warped = ndimage.map_coordinates(image, coords, order=1, mode=self.mode)
