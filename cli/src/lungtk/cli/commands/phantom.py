@@ -10,9 +10,9 @@ import typer
 
 from lungtk.cli.console import checked, note, progress_bar
 from lungtk.core import validate
+from lungtk.core.threads import MAX_PROCESSES
 
 MAX_SCANS = 100_000  # a set of more is better made as several sets (each scan is ~20 MB at the default shape)
-MAX_JOBS = 256  # as lungtk.phantom.dataset.MAX_JOBS (not imported here: the CLI starts without numpy)
 
 
 class Format(StrEnum):
@@ -94,10 +94,10 @@ def phantom(
         int,
         typer.Option(
             "--jobs",
-            help=f"Scans made at once, each in a process of its own (0 to {MAX_JOBS}; 0: one per CPU core; "
+            help=f"Scans made at once, each in a process of its own (0 to {MAX_PROCESSES}; 0: one per CPU core; "
             "never more than --n). The files are the same, byte for byte, whatever the number; each "
             "process holds one scan in memory (about 0.5 GB at the default shape).",
-            callback=checked(validate.count, low=0, high=MAX_JOBS),
+            callback=checked(validate.count, low=0, high=MAX_PROCESSES),
         ),
     ] = 1,
 ) -> None:

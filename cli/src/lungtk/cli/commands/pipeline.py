@@ -24,6 +24,7 @@ from lungtk.core.labels import (
     is_reported,
 )
 from lungtk.core.presets import DEFAULT_PRESET, DEFAULT_THRESHOLD, PRESETS, get_preset
+from lungtk.core.threads import MAX_PROCESSES
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -232,11 +233,11 @@ def run_command(
         int,
         typer.Option(
             "--nproc",
-            help="Processes on this machine (1 to 256), each analysing its share of the scans (each on its "
+            help=f"Processes on this machine (1 to {MAX_PROCESSES}), each analysing its share of the scans (each on its "
             "own GPU with --device cuda); one findings.csv, findings.json and report. Under torchrun "
             "(`torchrun --nproc-per-node N -m lungtk.cli.main pipeline run ...`) each rank takes its share "
             "instead and rank 0 merges; on several machines --out must be the same shared folder on all.",
-            callback=checked(validate.count, high=256),
+            callback=checked(validate.count, high=MAX_PROCESSES),
         ),
     ] = 1,
 ) -> None:

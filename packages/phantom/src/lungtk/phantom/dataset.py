@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import glob
 import io
 import json
@@ -34,6 +35,7 @@ from lungtk.core.labels import (
     PATHOLOGY,
     TEXTURE,
 )
+from lungtk.core.threads import MAX_PROCESSES, available_cores
 from lungtk.ct_io import write_image
 from lungtk.ct_io.errors import CTWriteError, describe_os_error
 from lungtk.fleischner import Nodule, recommend, score
@@ -110,7 +112,6 @@ def _csv(header: tuple[str, ...] | list[str], rows: list[list[object]]) -> str:
 MIN_AXIS, MAX_AXIS = 32, 2048
 MAX_VOXELS = 1 << 28
 MIN_SPACING_MM, MAX_SPACING_MM = 0.05, 20.0
-MAX_JOBS = 256  # processes making scans at once (--jobs)
 GENERATOR = "lungtk phantom"
 _STALE_STAGING_SECONDS = 6 * 3600.0
 
@@ -127,9 +128,9 @@ def check_options(
     jobs: int = 1,
 ) -> None:
     """Refuse options no phantom can be made with, in one line naming the option."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or not 0 <= jobs <= MAX_JOBS:
+    if isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or not 0 <= jobs <= MAX_PROCESSES:
         raise LungtkError(
-            f"--jobs must be a whole number of processes from 0 (all CPU cores) to {MAX_JOBS}; got {jobs!r}"
+            f"--jobs must be a whole number of processes from 0 (all CPU cores) to {MAX_PROCESSES}; got {jobs!r}"
         )
     if ggn_fraction is not None and not (
         isinstance(ggn_fraction, int | float) and 0.0 <= ggn_fraction <= 1.0
@@ -434,37 +435,22 @@ def _write_scan(
 
 # ---- worker processes (jobs > 1): spawned, so everything they run is importable at the top level ----
 
-_WORKER: dict[str, object] = {}  # a worker's share of _write_scan's arguments, set once when it starts
+_WORKER: dict[str, Callable[..., PhantomScan]] = {}  # a worker's _write_scan with the set's arguments
 
 
 class _ScanWriteError(Exception):
     """A worker's CTWriteError, as (target, problem): a CTWriteError itself does not survive pickling."""
 
 
-def _start_worker(
-    root: Path,
-    config: dict[str, object],
-    library: tuple[LidcNodule, ...] | None,
-    shape: tuple[int, int, int],
-    spacing: tuple[float, float, float] | None,
-    previews: bool,
-) -> None:
-    _WORKER.update(root=root, config=config, library=library, shape=shape, spacing=spacing, previews=previews)
+def _start_worker(write_scan: Callable[..., PhantomScan]) -> None:
+    _WORKER["write_scan"] = write_scan
 
 
 def _scan_in_worker(index: int) -> ScanSummary:
     try:
-        return _summary(_write_scan(index=index, **_WORKER), index)  # type: ignore[arg-type]
+        return _summary(_WORKER["write_scan"](index=index), index)
     except CTWriteError as exc:
         raise _ScanWriteError(str(exc.path), exc.problem) from None
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on (what ``jobs=0`` uses)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class _Tables:
@@ -569,9 +555,10 @@ def _write_set(
     """Write the set into ``root``: the scans in ``jobs`` processes (here when 1), the tables here."""
     n = int(config["n"])  # type: ignore[call-overload]
     tables = _Tables()
+    write_scan = functools.partial(_write_scan, root, config, library, shape, spacing, previews)
     if jobs <= 1:
         for i in range(n):
-            scan = _write_scan(root, config, library, shape, spacing, previews, i)
+            scan = write_scan(index=i)
             tables.add(_summary(scan, i))
             if on_scan:
                 on_scan(i, scan)
@@ -581,7 +568,7 @@ def _write_set(
         jobs,
         mp_context=multiprocessing.get_context("spawn"),  # no forked copies of threads or locks
         initializer=_start_worker,
-        initargs=(root, config, library, shape, spacing, previews),
+        initargs=(write_scan,),  # the LIDC library goes to each worker once, not with every scan
     )
     try:
         for i, summary in enumerate(pool.map(_scan_in_worker, range(n))):  # in index order

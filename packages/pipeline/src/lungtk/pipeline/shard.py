@@ -35,6 +35,7 @@ from typing import Any
 
 from lungtk.core import LungtkError, validate
 from lungtk.core.labels import LUNA16_ID
+from lungtk.core.threads import MAX_PROCESSES, available_cores
 from lungtk.pipeline.contract import one_line
 from lungtk.pipeline.engine import Pipeline
 from lungtk.pipeline.recipe import Recipe
@@ -50,7 +51,6 @@ from lungtk.pipeline.run import (
 Scans = Sequence[tuple[str, Path]]
 OnScan = Callable[[str, str, dict[str, Any]], None]
 
-MAX_PROCESSES = 256
 # How long rank 0 waits for the slowest rank to finish its share (ranks that stop are noticed at once).
 RANK_TIMEOUT = timedelta(hours=24)
 POLL_S = 0.2  # how often the parent of --nproc processes looks for one that stopped
@@ -201,7 +201,7 @@ def run_processes(
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked torch or threads
     events = context.Queue()
-    threads = max(1, _cpus() // workers)
+    threads = max(1, available_cores() // workers)
     processes = [
         context.Process(
             target=_worker,
@@ -262,13 +262,6 @@ def _portable(pipeline: Pipeline) -> Recipe:
             f"the pipeline cannot be sent to other processes ({one_line(exc)}); run it in one process"
         ) from None
     return recipe
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 @contextmanager

@@ -323,6 +323,7 @@ class Trainer:
         patience = int(self.config["patience"])
         minutes = float(config["max_minutes"])
         deadline = time.monotonic() + 60.0 * minutes if minutes > 0 else None
+        validates = self.data.val is not None and bool(self.data.val_requests)
         kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
         per_step = self.batch * self.accumulate * self.dist.world
         isample = self.data.sampler.kind == "isample"
@@ -383,7 +384,6 @@ class Trainer:
                 loss_sum.zero_()
                 loss_count, interval_time, interval_steps = 0, 0.0, 0
 
-            validates = self.data.val is not None and bool(self.data.val_requests)
             due = validates and (self.step % v_every == 0 or self.step == self.total)
             late = deadline is not None and self.step < self.total and self._past(deadline)
             # a validation off the schedule (the time limit's) is looked at, not counted: it moves no
