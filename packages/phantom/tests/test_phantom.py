@@ -189,3 +189,26 @@ def test_ggn_fraction_gives_subsolid_nodules_labelled_by_their_solid_part(tmp_pa
     )
     with pytest.raises(LungtkError, match="--ggn-fraction"):
         write_phantoms(tmp_path / "bad", 1, seed=4, shape=SMALL, ggn_fraction=1.5)
+
+
+def test_nodules_lie_where_their_placement_says():
+    """Judged from the scan itself, not the placement code: a parenchymal nodule has lung (not a vessel,
+    not the chest wall) all around it, and no nodule hides inside soft tissue, where its edge would be
+    invisible. Before the check at full resolution, about one parenchymal nodule in four sat in the
+    diaphragm or inside a hilar vessel."""
+    library = shape_library()
+    checked = 0
+    for index in range(6):
+        scan = make_scan(23, index, shape=(96, 160, 160), library=library, n_nodules=3)
+        hu = np.asarray(scan.ct.array)
+        for nodule in scan.nodules:
+            own = scan.labels == nodule.finding
+            ring = ndimage.binary_dilation(own, iterations=2) & (scan.labels == 0)
+            soft_ring = float(np.mean(hu[ring] > -300))  # blood, muscle, fat: not aerated lung
+            if nodule.placement == "parenchymal":
+                assert scan.lungs[ring].all(), nodule
+                assert soft_ring < 0.4, (nodule, soft_ring)  # a vessel may touch it
+            else:
+                assert soft_ring < 0.6, (nodule, soft_ring)
+            checked += 1
+    assert checked >= 10

@@ -87,6 +87,24 @@ def test_cube_segmenter_returns_the_ball_in_the_scans_grid(tta):
     )
 
 
+def test_a_nodule_larger_than_the_patch_is_segmented_whole_in_a_zoomed_out_cube():
+    centre = (-30 + 48 * 0.7, 20 + 48 * 0.7, -100 + 20 * 1.5)
+    ct, truth = _scan([centre], radius_mm=20.0)  # 40 mm across; the patch holds 32 x 0.8 = 25.6 mm
+    segmenter = CubeSegmenter(Threshold(0.45), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"))
+    (whole,) = segmenter.segment(ct, [Candidate(centre, 40.0, 1.0)])
+    (cut,) = segmenter.segment(ct, [Candidate(centre, 10.0, 1.0)])  # a diameter the patch holds: no zoom
+
+    def on_scan(mask):
+        full = np.zeros(ct.shape, bool)
+        start = mask.start_in(ct.geometry)
+        full[tuple(slice(s, s + n) for s, n in zip(start, mask.mask.shape, strict=True))] = mask.mask
+        return full
+
+    assert _dice(on_scan(whole), truth) > 0.9
+    assert _dice(on_scan(cut), truth) < 0.85  # the patch's own field of view truncates the ball
+    assert whole.mask.shape[2] * SPACING[0] > 40.0  # the zoomed cube reaches past the ball
+
+
 def test_tta_gives_each_candidate_the_same_result_in_a_batch_as_alone():
     a, b = (-30 + 30 * 0.7, 20 + 48 * 0.7, -70.0), (-30 + 66 * 0.7, 20 + 40 * 0.7, -85.0)
     ct, _ = _scan([a, b], radius_mm=4.0)

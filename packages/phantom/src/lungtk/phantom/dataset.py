@@ -530,7 +530,7 @@ class _Tables:
         )
         info = {
             "generator": GENERATOR,
-            "version": 2,
+            "version": 3,  # 3: nodules placed by their own voxels at full resolution (2: a coarse depth map)
             "seed": config["seed"],
             "n": config["n"],
             "shapes": config["shapes"],

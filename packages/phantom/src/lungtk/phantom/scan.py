@@ -114,6 +114,7 @@ def _place(
     depth_mm: NDArray[np.float32],
     depth_step: NDArray[np.int64],
     lungs: NDArray[np.bool_],
+    parenchyma: NDArray[np.bool_],
     grid: Grid,
     vessels: list,
     taken: list[tuple[NDArray[np.float64], float]],
@@ -150,11 +151,67 @@ def _place(
             inside = np.minimum(np.round(centre).astype(int), np.asarray(lungs.shape) - 1)
             if not lungs[tuple(inside)]:
                 continue
+        # The coarse depth map and the random offset within its cell miss by up to a cell (several mm):
+        # check the nodule's own voxels, at full resolution, against what its placement promises.
+        if not _footprint_fits(shape.label, centre, lungs, parenchyma, grid.spacing, str(kind)):
+            continue
         mm = grid.to_mm(centre)
         if all(np.linalg.norm(mm - other) > radius + r + 4.0 for other, r in taken):
             taken.append((mm, radius))
             return centre, str(kind)
     return None
+
+
+PARENCHYMAL_MARGIN_MM = 2.0  # lung all around a parenchymal nodule, at least this deep
+OWN_PLACE = 0.85  # the least fraction of a nodule's voxels in lung parenchyma (not vessel, not chest wall)
+PARENCHYMA_HU = -400.0  # lung below this HU is parenchyma; above it, a vessel
+
+
+def _box(centre: NDArray[np.float64], shape: tuple[int, ...]) -> NDArray[np.int64]:
+    """The scan index of a nodule grid's first voxel when the grid is centred on ``centre`` (irc)."""
+    return np.round(centre - (np.asarray(shape) - 1) / 2).astype(int)
+
+
+def _fraction_inside(
+    footprint: NDArray[np.bool_],
+    centre: NDArray[np.float64],
+    region: NDArray[np.bool_],
+    margin: tuple[int, int, int] = (0, 0, 0),
+) -> tuple[float, float]:
+    """The fraction of ``footprint`` (centred on ``centre``) inside ``region``, and that of the footprint
+    grown by ``margin`` voxels along each axis (a box); outside the scan counts as outside."""
+    pad = [(m, m) for m in margin]
+    core = np.pad(footprint, pad)
+    grown = ndimage.binary_dilation(core, structure=np.ones([2 * m + 1 for m in margin], bool))
+    lo = _box(centre, footprint.shape) - np.asarray(margin)
+    clip_lo, clip_hi = np.maximum(lo, 0), np.minimum(lo + grown.shape, region.shape)
+    inside = np.zeros(grown.shape, dtype=bool)
+    if np.all(clip_hi > clip_lo):
+        box = tuple(slice(a, b) for a, b in zip(clip_lo, clip_hi, strict=True))
+        inner = tuple(slice(a - o, b - o) for a, b, o in zip(clip_lo, clip_hi, lo, strict=True))
+        inside[inner] = region[box]
+    return float(inside[core].mean()), float(inside[grown].mean())
+
+
+def _footprint_fits(
+    footprint: NDArray[np.bool_],
+    centre: NDArray[np.float64],
+    lungs: NDArray[np.bool_],
+    parenchyma: NDArray[np.bool_],
+    spacing: tuple[float, float, float],
+    placement: str,
+) -> bool:
+    """Whether a nodule's voxels at ``centre`` lie where its placement says. Every nodule lies mostly
+    (``OWN_PLACE``) in parenchyma, not inside a vessel or the chest wall; a parenchymal one has lung all
+    around, ``PARENCHYMAL_MARGIN_MM`` deep; a juxtavascular one lies wholly in the lung; a juxtapleural one
+    touches the lung's edge."""
+    if not footprint.any() or _fraction_inside(footprint, centre, parenchyma)[0] < OWN_PLACE:
+        return False
+    if placement == "parenchymal":
+        margin = tuple(math.ceil(PARENCHYMAL_MARGIN_MM / s) for s in spacing)
+        return _fraction_inside(footprint, centre, lungs, margin)[1] == 1.0  # type: ignore[arg-type]
+    own, grown = _fraction_inside(footprint, centre, lungs, (1, 1, 1))
+    return own == 1.0 if placement == "juxtavascular" else grown < 1.0
 
 
 def make_scan(
@@ -192,12 +249,13 @@ def make_scan(
     count = (
         n_nodules if n_nodules is not None else int(rng.choice([0, 1, 2, 3, 4], p=[0.1, 0.3, 0.3, 0.2, 0.1]))
     )
+    parenchyma = chest.lungs & (chest.hu < PARENCHYMA_HU)
     labels = np.zeros(shape, dtype=np.uint8)
     taken: list[tuple[NDArray[np.float64], float]] = []
     pending = []
     for _ in range(count):
         nodule_shape = _pick_shape(library, grid.spacing, rng, ggn_fraction)
-        placed = _place(nodule_shape, depth_mm, step, chest.lungs, grid, vessels, taken, rng)
+        placed = _place(nodule_shape, depth_mm, step, chest.lungs, parenchyma, grid, vessels, taken, rng)
         if placed is None:
             continue
         pending.append((nodule_shape, *placed))
@@ -228,7 +286,7 @@ def _paint(
     rng: np.random.Generator,
 ) -> None:
     occupancy = nodule_shape.occupancy
-    lo = np.round(centre - (np.asarray(occupancy.shape) - 1) / 2).astype(int)
+    lo = _box(centre, occupancy.shape)
     hi = lo + occupancy.shape
     clip_lo, clip_hi = np.maximum(lo, 0), np.minimum(hi, grid.shape)
     box = tuple(slice(a, b) for a, b in zip(clip_lo, clip_hi, strict=True))

@@ -18,11 +18,11 @@ import torch
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from lungtk.core import Candidate, LungtkError, NoduleMask, RunOptions, Volume
+from lungtk.core import Candidate, Geometry, LungtkError, NoduleMask, RunOptions, Volume
 from lungtk.core.errors import missing_model_file
 from lungtk.core.labels import TEXTURES
 from lungtk.ct_io.components import component_at
-from lungtk.ct_io.regrid import covering_box, resample_onto
+from lungtk.ct_io.regrid import covering_box, cube_geometry, resample_onto
 from lungtk.nn_blocks.inference import tta_predict
 from lungtk.train.inputs import InputSpec, run_network
 from lungtk.train.modelfile import load_model
@@ -74,7 +74,7 @@ class CubeSegmenter:
             return []
         scan = ct.geometry
         array = np.asarray(ct.array)
-        cubes = self.inputs.cubes(scan, [c.center_xyz for c in candidates])
+        cubes = [self._cube_for(c, scan) for c in candidates]
         batch = torch.from_numpy(self.inputs.sample(array, scan, cubes))
         seg, texture = self._logits(batch)
         doubt = None
@@ -106,6 +106,24 @@ class CubeSegmenter:
             )
             masks.append(NoduleMask(mask, geometry, texture=textures, uncertainty=uncertainty))
         return masks
+
+    def _cube_for(self, candidate: Candidate, scan: Geometry) -> Geometry:
+        """The network's input cube around a candidate: its patch at its spacing, or, for a nodule that
+        patch cannot hold with ``CONTEXT_MM`` of lung around it, the same patch at a coarser spacing.
+        (Zooming out, not sliding windows: a window inside a large solid nodule sees only soft tissue,
+        which in training was the heart or the chest wall, and the network leaves a hole there.)"""
+        spacing = np.asarray(scan.spacing if self.inputs.spacing_xyz is None else self.inputs.spacing_xyz)
+        needed_mm = WIDE_FACTOR * max(float(candidate.diameter_mm), 0.0) + 2 * CONTEXT_MM
+        field_mm = float(np.min(np.asarray(self.inputs.patch_irc)[::-1] * spacing))
+        zoom = max(1.0, needed_mm / field_mm)
+        return cube_geometry(candidate.center_xyz, self.inputs.patch_irc, spacing * zoom, scan)
+
+
+# A candidate's cube is zoomed out when its diameter times WIDE_FACTOR plus CONTEXT_MM on each side does
+# not fit the patch: irregular nodules reach past their equivalent diameter, and the network needs lung
+# around a nodule to see its edge.
+WIDE_FACTOR = 1.25
+CONTEXT_MM = 4.0
 
 
 def _within(geometry, shape: tuple[int, ...], candidate: Candidate, radius_mm: float) -> NDArray[np.bool_]:
