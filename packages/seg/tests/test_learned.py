@@ -148,6 +148,25 @@ def test_the_radius_limit_cuts_what_leaks_beyond_the_candidate():
     assert limited.volume_mm3 >= 0.8 * ball.sum() * ct.geometry.voxel_volume  # the ball itself is kept
 
 
+def test_the_opening_cuts_a_vessel_but_does_not_erase_a_nodule_thinner_than_its_ball():
+    centre = (-30 + 48 * 0.7, 20 + 48 * 0.7, -70.0)
+    segmenter = CubeSegmenter(
+        Threshold(0.45), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"), opening_mm=1.6
+    )
+    ct, _ = _scan([centre], radius_mm=1.5)  # no 1.6 mm ball fits inside it
+    (small,) = segmenter.segment(ct, [Candidate(centre, 3.0, 1.0)])
+    segmenter.opening_mm = 0.0
+    (unopened,) = segmenter.segment(ct, [Candidate(centre, 3.0, 1.0)])
+    segmenter.opening_mm = 1.6
+    assert small.mask.any() and np.array_equal(small.mask, unopened.mask)
+    ct, _ = _scan([centre], radius_mm=4.0)
+    hu = np.asarray(ct.array).copy()
+    hu[20, 48, 48:] = 40  # a vessel one voxel thick leaving the nodule along +x
+    (cut,) = segmenter.segment(CTVolume(hu, ct.geometry, "s"), [Candidate(centre, 8.0, 1.0)])
+    xyz = cut.geometry.irc2xyz(np.argwhere(cut.mask))
+    assert np.linalg.norm(xyz - np.array(centre), axis=1).max() < 6.0  # the vessel is cut off
+
+
 def test_slabs_are_clamped_at_the_ends():
     assert slab_indices(np.array([0, 5]), 7, 6).tolist() == [[0, 0, 0, 0, 1, 2, 3], [2, 3, 4, 5, 5, 5, 5]]
 

@@ -92,12 +92,16 @@ class CubeSegmenter:
                 masks.append(NoduleMask(np.zeros((1, 1, 1), bool), geometry))
                 continue
             on_scan = resample_onto(probs[i], cube, geometry, size, order=1, fill=0.0)
-            above = _opened(on_scan >= self.threshold, self.opening_mm, scan.spacing_irc)
+            above = on_scan >= self.threshold
             if self.radius_factor > 0:  # as region growing: nothing beyond this many candidate radii
                 above &= _within(
                     geometry, above.shape, candidate, self.radius_factor * candidate.diameter_mm / 2
                 )
-            mask = component_at(above, geometry.xyz2irc(candidate.center_xyz, continuous=True))
+            centre = geometry.xyz2irc(candidate.center_xyz, continuous=True)
+            mask = component_at(above, centre)
+            opened = _opened(mask, self.opening_mm, scan.spacing_irc)
+            if opened[_voxel(centre, opened.shape)]:  # a nodule thinner than the ball is kept, not erased
+                mask = component_at(opened, centre)
             textures = (
                 None if texture_p is None else dict(zip(TEXTURES, map(float, texture_p[i]), strict=True))
             )
@@ -131,6 +135,11 @@ def _within(geometry, shape: tuple[int, ...], candidate: Candidate, radius_mm: f
     irc = np.indices(shape).reshape(3, -1).T
     distance = np.linalg.norm(geometry.irc2xyz(irc) - np.asarray(candidate.center_xyz), axis=1)
     return (distance <= radius_mm).reshape(shape)
+
+
+def _voxel(irc: NDArray[np.float64], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The voxel nearest a continuous index, clipped to the array."""
+    return tuple(int(v) for v in np.clip(np.round(irc).astype(int), 0, np.asarray(shape) - 1))
 
 
 def _opened(mask: NDArray[np.bool_], radius_mm: float, spacing_irc: NDArray[np.float64]) -> NDArray[np.bool_]:
