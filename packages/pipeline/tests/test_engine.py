@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -153,6 +154,43 @@ def test_run_writes_findings_masks_and_a_recommendation(tmp_path):
     record = json.loads((tmp_path / "out" / "findings.json").read_text())
     assert record["components"]["detector"]["name"] == "stub-det"
     assert (tmp_path / "out" / "masks" / "scan-a.nii.gz").is_file()
+
+
+class TexturedSegmenter(StubSegmenter):
+    """The stub's ball with texture probabilities, as a segmenter with a texture head gives them."""
+
+    def segment(self, ct, candidates):
+        texture = {"ground-glass": 0.7, "part-solid": 0.2, "solid": 0.1}
+        return [replace(m, texture=texture) for m in super().segment(ct, candidates)]
+
+
+class TextureClassifier:
+    def __init__(self, options):
+        self.options = options
+
+    def classify(self, ct, findings):
+        return [{"texture": {"ground-glass": 0.0, "part-solid": 0.9, "solid": 0.1}} for _ in findings]
+
+
+@pytest.mark.parametrize(
+    ("classifiers", "texture"), [(["stub-cls"], "ground-glass"), (["stub-cls", "texture-cls"], "part-solid")]
+)
+def test_a_segmenters_texture_reaches_the_findings_unless_a_classifier_gives_one(
+    tmp_path, classifiers, texture
+):
+    registry = _registry()
+    registry.add(ComponentSpec("textured-seg", "segmenter", TexturedSegmenter, cpu_only=True))
+    registry.add(ComponentSpec("texture-cls", "classifier", TextureClassifier))
+    pipe = Pipeline.from_registry(registry, "stub-det", "textured-seg", classifiers, device="cpu")
+    summary = run(pipe, expand_scans([_scan(tmp_path)]), tmp_path / "out")
+    (row,) = summary.findings
+    assert row["texture"] == texture and row["texture_assumed"] is False
+    (plain,) = run(
+        Pipeline.from_registry(registry, "stub-det", "stub-seg", ["stub-cls"], device="cpu"),
+        expand_scans([_scan(tmp_path)]),
+        tmp_path / "plain",
+    ).findings
+    assert plain["texture"] == "solid" and plain["texture_assumed"] is True  # nobody gave one
 
 
 def test_given_locations_replace_the_detector(tmp_path):

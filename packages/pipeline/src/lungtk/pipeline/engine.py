@@ -270,6 +270,12 @@ def _most_probable(probs: dict[str, float] | None) -> str | None:
     return max(probs, key=probs.__getitem__) if probs else None
 
 
+def _mask_labels(mask: NoduleMask | None) -> dict[str, dict[str, float]]:
+    """The labels a segmenter gave with its mask (``resunet``'s texture head); a classifier that gives
+    the same label replaces them."""
+    return {TEXTURE: dict(mask.texture)} if mask is not None and mask.texture else {}
+
+
 def _texture(labels: dict[str, dict[str, float]]) -> tuple[str, dict[str, float] | None]:
     probs = labels.get(TEXTURE)
     if not probs:
@@ -402,7 +408,7 @@ class Pipeline:
                 with calling(self.segmenter, "segment", "segment"):
                     got = as_list(self.segmenter.instance.segment(ct, batch))
                 masks.extend(check_masks(got, batch, ct, self.segmenter))
-            findings = [Finding(c, m) for c, m in zip(candidates, masks, strict=True)]
+            findings = [Finding(c, m, _mask_labels(m)) for c, m in zip(candidates, masks, strict=True)]
         with timer.stage("classify"):
             for classifier in self.classifiers:
                 with calling(classifier, "classify", "classify"):
