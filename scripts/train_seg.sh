@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Reproduce lungtk-seg's shipped weights: the small CPU configurations of the seed networks, trained on
-# phantoms of seed 500 (100 scans), exported as float16 package data. Seeds 9100 and up are never used
-# here: they are the evaluation phantoms (README, "Learned segmentation").
+# phantoms of seed 500 (100 scans), and resunet fine-tuned on 200 of seed 530; exported as float16 package
+# data. Seeds 8000 and 8100 (calibration) and 9100 and up (evaluation) are never used here (README,
+# "Learned segmentation").
 #
-#   bash scripts/train_seg.sh [WORK_DIR]          # about an hour on 2 CPU cores; --resume-safe
+#   bash scripts/train_seg.sh [WORK_DIR]          # about 70 min on 2 CPU cores; --resume-safe
 #
+# The shipped first stages were trained on phantoms of `phantom.json` version 2; this script now makes
+# version 3 (nodules placed where their edge can be seen), so a rerun gives close, not identical, weights.
 # Each `lungtk train` line can be rerun with --resume after a kill. On a GPU, drop the --set overrides to
 # train the papers' configurations (see `lungtk train TASK --show-config`).
 set -euo pipefail

@@ -161,10 +161,18 @@ def test_the_opening_cuts_a_vessel_but_does_not_erase_a_nodule_thinner_than_its_
     assert small.mask.any() and np.array_equal(small.mask, unopened.mask)
     ct, _ = _scan([centre], radius_mm=4.0)
     hu = np.asarray(ct.array).copy()
-    hu[20, 48, 48:] = 40  # a vessel one voxel thick leaving the nodule along +x
-    (cut,) = segmenter.segment(CTVolume(hu, ct.geometry, "s"), [Candidate(centre, 8.0, 1.0)])
-    xyz = cut.geometry.irc2xyz(np.argwhere(cut.mask))
-    assert np.linalg.norm(xyz - np.array(centre), axis=1).max() < 6.0  # the vessel is cut off
+    hu[20, 47:50, 48:] = 40  # a vessel 2.1 x 1.5 mm leaving the nodule along +x
+    vessel = CTVolume(hu, ct.geometry, "s")
+
+    def reach(candidate_xyz, opening_mm):
+        segmenter.opening_mm = opening_mm
+        (mask,) = segmenter.segment(vessel, [Candidate(candidate_xyz, 8.0, 1.0)])
+        return np.linalg.norm(mask.geometry.irc2xyz(np.argwhere(mask.mask)) - np.array(centre), axis=1).max()
+
+    assert reach(centre, 0.0) > 10.0  # unopened, the vessel is followed
+    assert reach(centre, 1.6) < 6.0  # opened, it is cut off
+    off_centre = (centre[0], centre[1] + 5.0, centre[2])  # a centre outside the mask: still opened
+    assert reach(off_centre, 1.6) < 6.0
 
 
 def test_slabs_are_clamped_at_the_ends():

@@ -99,8 +99,9 @@ class CubeSegmenter:
                 )
             centre = geometry.xyz2irc(candidate.center_xyz, continuous=True)
             mask = component_at(above, centre)
-            opened = _opened(mask, self.opening_mm, scan.spacing_irc)
-            if opened[_voxel(centre, opened.shape)]:  # a nodule thinner than the ball is kept, not erased
+            opened, at = _opened(mask, self.opening_mm, scan.spacing_irc), _voxel(centre, mask.shape)
+            # a nodule thinner than the ball is kept, not erased; a mask off the centre is still opened
+            if opened[at] or (not mask[at] and opened.any()):
                 mask = component_at(opened, centre)
             textures = (
                 None if texture_p is None else dict(zip(TEXTURES, map(float, texture_p[i]), strict=True))
@@ -119,7 +120,7 @@ class CubeSegmenter:
         spacing = np.asarray(scan.spacing if self.inputs.spacing_xyz is None else self.inputs.spacing_xyz)
         needed_mm = WIDE_FACTOR * max(float(candidate.diameter_mm), 0.0) + 2 * CONTEXT_MM
         field_mm = float(np.min(np.asarray(self.inputs.patch_irc)[::-1] * spacing))
-        zoom = max(1.0, needed_mm / field_mm)
+        zoom = min(max(1.0, needed_mm / field_mm), MAX_ZOOM)
         return cube_geometry(candidate.center_xyz, self.inputs.patch_irc, spacing * zoom, scan)
 
 
@@ -128,6 +129,7 @@ class CubeSegmenter:
 # around a nodule to see its edge.
 WIDE_FACTOR = 1.25
 CONTEXT_MM = 4.0
+MAX_ZOOM = 3.0  # a wild diameter estimate (a detector's, a table's) must not make the cube the whole scan
 
 
 def _within(geometry, shape: tuple[int, ...], candidate: Candidate, radius_mm: float) -> NDArray[np.bool_]:
