@@ -21,7 +21,7 @@ from scipy import ndimage
 from lungtk.core import Candidate, Geometry, LungtkError, NoduleMask, RunOptions, Volume
 from lungtk.core.errors import missing_model_file
 from lungtk.core.labels import TEXTURES
-from lungtk.ct_io.components import component_at
+from lungtk.ct_io.components import component_at, nearest_voxel
 from lungtk.ct_io.regrid import covering_box, cube_geometry, resample_onto
 from lungtk.nn_blocks.inference import tta_predict
 from lungtk.train.inputs import InputSpec, run_network
@@ -99,7 +99,7 @@ class CubeSegmenter:
                 )
             centre = geometry.xyz2irc(candidate.center_xyz, continuous=True)
             mask = component_at(above, centre)
-            opened, at = _opened(mask, self.opening_mm, scan.spacing_irc), _voxel(centre, mask.shape)
+            opened, at = _opened(mask, self.opening_mm, scan.spacing_irc), nearest_voxel(centre, mask.shape)
             # a nodule thinner than the ball is kept, not erased; a mask off the centre is still opened
             if opened[at] or (not mask[at] and opened.any()):
                 mask = component_at(opened, centre)
@@ -137,11 +137,6 @@ def _within(geometry, shape: tuple[int, ...], candidate: Candidate, radius_mm: f
     irc = np.indices(shape).reshape(3, -1).T
     distance = np.linalg.norm(geometry.irc2xyz(irc) - np.asarray(candidate.center_xyz), axis=1)
     return (distance <= radius_mm).reshape(shape)
-
-
-def _voxel(irc: NDArray[np.float64], shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The voxel nearest a continuous index, clipped to the array."""
-    return tuple(int(v) for v in np.clip(np.round(irc).astype(int), 0, np.asarray(shape) - 1))
 
 
 def _opened(mask: NDArray[np.bool_], radius_mm: float, spacing_irc: NDArray[np.float64]) -> NDArray[np.bool_]:
