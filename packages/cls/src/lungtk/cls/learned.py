@@ -84,7 +84,7 @@ class CropClassifier:
     def _applies(self, finding: Finding) -> bool:
         if self.textures is None:
             return True
-        texture = finding.labels.get(TEXTURE) or (finding.mask.texture if finding.mask is not None else None)
+        texture = finding.labels.get(TEXTURE)  # a segmenter's texture is there too (the pipeline puts it)
         return not texture or max(texture, key=texture.__getitem__) in self.textures
 
 

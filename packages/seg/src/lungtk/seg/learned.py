@@ -117,7 +117,7 @@ class CubeSegmenter:
         patch cannot hold with ``CONTEXT_MM`` of lung around it, the same patch at a coarser spacing.
         (Zooming out, not sliding windows: a window inside a large solid nodule sees only soft tissue,
         which in training was the heart or the chest wall, and the network leaves a hole there.)"""
-        spacing = np.asarray(scan.spacing if self.inputs.spacing_xyz is None else self.inputs.spacing_xyz)
+        spacing = self.inputs.spacing_for(scan)
         needed_mm = WIDE_FACTOR * max(float(candidate.diameter_mm), 0.0) + 2 * CONTEXT_MM
         field_mm = float(np.min(np.asarray(self.inputs.patch_irc)[::-1] * spacing))
         zoom = min(max(1.0, needed_mm / field_mm), MAX_ZOOM)

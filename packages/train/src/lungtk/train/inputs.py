@@ -42,10 +42,13 @@ class InputSpec:
         patch = tuple(int(p) for p in _three(pre.get("patch"), "patch size", path))
         return cls(patch, spacing, str(pre.get("window", "unit")))  # type: ignore[arg-type]
 
+    def spacing_for(self, scan: Geometry) -> NDArray[np.float64]:
+        """The voxel size (x, y, z mm) of this input's cubes from ``scan``: the model's, or the scan's own."""
+        return np.asarray(scan.spacing if self.spacing_xyz is None else self.spacing_xyz, dtype=np.float64)
+
     def cubes(self, scan: Geometry, centres_xyz: Sequence[Sequence[float]]) -> list[Geometry]:
         """Each centre's input cube, its axes along the scan's."""
-        spacing = scan.spacing if self.spacing_xyz is None else self.spacing_xyz
-        return [cube_geometry(c, self.patch_irc, spacing, scan) for c in centres_xyz]
+        return [cube_geometry(c, self.patch_irc, self.spacing_for(scan), scan) for c in centres_xyz]
 
     def sample(
         self, array: NDArray[np.generic], scan: Geometry, cubes: Sequence[Geometry]
