@@ -203,3 +203,23 @@ def test_he_init_and_prior_bias():
     assert conv.bias.abs().sum() == 0
     head = prior_bias_(nn.Conv3d(8, 1, 1), prior=0.01)
     assert torch.sigmoid(head.bias).item() == pytest.approx(0.01)
+
+
+def test_masked_pool_is_the_weighted_mean_and_the_maximum_inside_the_mask():
+    from lungtk.nn_blocks import MaskedPool
+
+    features = torch.randn(3, 4, 6, 6, 6)
+    mask = torch.zeros(3, 1, 6, 6, 6)
+    mask[0, 0, 1:3, 2:5, 0:2] = 1.0  # a hard mask
+    mask[1, 0] = torch.rand(6, 6, 6) * 0.4  # soft, nowhere at 0.5: the mean stands in for the maximum
+    pooled = MaskedPool()(features, mask)
+    assert pooled.shape == (3, 8)
+    for b in range(3):
+        w = mask[b, 0].flatten() if mask[b].sum() > 0 else torch.ones(216)  # empty: the whole field
+        f = features[b].flatten(1)
+        mean = (f * w).sum(1) / w.sum()
+        inside = w >= 0.5
+        peak = f[:, inside].max(1).values if inside.any() else mean
+        torch.testing.assert_close(pooled[b], torch.cat([mean, peak]))
+    half = MaskedPool()(features[:, :, ::2, ::2, ::2], torch.ones(3, 1, 6, 6, 6))  # resized to fit
+    torch.testing.assert_close(half[:, :4], features[:, :, ::2, ::2, ::2].mean((2, 3, 4)))

@@ -175,6 +175,38 @@ def test_the_opening_cuts_a_vessel_but_does_not_erase_a_nodule_thinner_than_its_
     assert reach(off_centre, 1.6) < 6.0
 
 
+class MaskedTexture(Threshold):
+    """An oracle with a nodule-reading head (``texture_pool="mask"``): solid when the mean windowed
+    intensity under the mask is above 0.5, ground glass below."""
+
+    texture_pool = "mask"
+
+    def __init__(self, level: float) -> None:
+        super().__init__(level)
+
+    def forward(self, x):
+        return super().forward(x), self.texture_logits(x, torch.sigmoid(super().forward(x)))
+
+    def texture_logits(self, x, mask):
+        mean = (x * mask).sum((2, 3, 4)) / mask.sum((2, 3, 4)).clamp_min(1e-6)
+        return torch.cat([20 * (0.5 - mean), torch.zeros_like(mean), 20 * (mean - 0.5)], dim=1)
+
+
+def test_a_nodule_reading_head_reads_the_nodule_at_the_candidate_not_its_neighbours():
+    faint, bright = (-30 + 40 * 0.7, 20 + 48 * 0.7, -70.0), (-30 + 52 * 0.7, 20 + 48 * 0.7, -70.0)
+    ct, _ = _scan([faint, bright], radius_mm=3.0)  # 8.4 mm apart: both in either one's cube
+    hu = np.asarray(ct.array).copy()
+    geometry = ct.geometry
+    irc = np.indices(hu.shape).reshape(3, -1).T
+    near_faint = np.linalg.norm(geometry.irc2xyz(irc) - np.asarray(faint), axis=1) <= 3.0
+    hu[near_faint.reshape(hu.shape)] = -600  # ground glass (window 0.29); the other ball stays solid (0.74)
+    ct = CTVolume(hu, geometry, "s")
+    segmenter = CubeSegmenter(MaskedTexture(0.2), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"))
+    on_faint, on_bright = segmenter.segment(ct, [Candidate(faint, 6.0, 1.0), Candidate(bright, 6.0, 1.0)])
+    assert max(on_faint.texture, key=on_faint.texture.get) == "ground-glass"
+    assert max(on_bright.texture, key=on_bright.texture.get) == "solid"
+
+
 def test_slabs_are_clamped_at_the_ends():
     assert slab_indices(np.array([0, 5]), 7, 6).tolist() == [[0, 0, 0, 0, 1, 2, 3], [2, 3, 4, 5, 5, 5, 5]]
 

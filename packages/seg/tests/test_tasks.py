@@ -69,6 +69,23 @@ def test_bad_task_settings_are_one_line_errors():
         _task("unet25d", patch="6,16,16")
     with pytest.raises(LungtkError, match="give 4 widths"):
         _task("dilated-unet", widths="4,8")
+    with pytest.raises(LungtkError, match="texture_pool='nodule': use bottleneck or mask"):
+        _task("resunet", texture_pool="nodule")
+
+
+def test_resunet_texture_pool_mask_reads_the_target_in_training_and_its_own_mask_otherwise():
+    task = _task("resunet", texture_pool="mask")
+    model = task.build_model().eval()
+    batch = _batch(task)
+    with torch.no_grad():
+        seg, texture = task.forward(model, batch)
+        torch.testing.assert_close(texture, model.texture_logits(batch["image"], batch["target"]))
+        _, own = model(batch["image"])  # no mask given: under the network's own probability
+        torch.testing.assert_close(own, model.texture_logits(batch["image"], torch.sigmoid(seg)))
+        assert not torch.allclose(own, texture)
+    metric = task.metrics()
+    metric.update((seg, texture), batch)
+    assert {"dice", "head_accuracy", "head_mcc"} <= set(metric.compute())
 
 
 def test_resunet_bce_weight_adds_a_voxel_bce():

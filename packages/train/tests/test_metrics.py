@@ -51,3 +51,27 @@ def test_binned_auc_matches_the_exact_one():
     two_class = BinaryClassificationMetric()
     two_class.update(torch.stack([torch.zeros(200), logits], 1), {"label": labels})
     assert two_class.compute()["auc"] == pytest.approx(values["auc"], abs=0.01)
+
+
+def test_joint_head_metric_scores_the_rated_patches_as_scikit_learn():
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    from lungtk.train.metrics import JointHeadMetric
+
+    torch.manual_seed(2)
+    seg, target = torch.randn(40, 1, 3, 3, 3), (torch.rand(40, 1, 3, 3, 3) > 0.6).float()
+    texture, label = torch.randn(40, 3), torch.randint(-1, 3, (40,))
+    joint, plain = JointHeadMetric(3), SegmentationMetric()
+    for part in (slice(0, 25), slice(25, 40)):  # two batches
+        joint.update((seg[part], texture[part]), {"target": target[part], "label": label[part]})
+        plain.update(seg[part], {"target": target[part]})
+    values = joint.compute()
+    rated = label >= 0
+    truth, pred = label[rated].numpy(), texture[rated].argmax(1).numpy()
+    assert {k: values[k] for k in plain.compute()} == plain.compute()
+    assert values["head_accuracy"] == pytest.approx(accuracy_score(truth, pred))
+    assert values["head_f1"] == pytest.approx(f1_score(truth, pred, average="weighted"))
+    assert values["head_mcc"] == pytest.approx(matthews_corrcoef(truth, pred))
+    alone = JointHeadMetric(3)
+    alone.update(seg, {"target": target})  # no labels (a data set without ratings): segmentation only
+    assert set(alone.compute()) == {"dice", "precision", "recall"}

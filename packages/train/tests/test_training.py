@@ -429,3 +429,22 @@ def test_lndb_layout_uses_every_readers_mask(tmp_path):
     assert len(record.masks) == 2 and len(record.positives) == 2  # readers' marks merged into two nodules
     for centre in record.positives:  # the second nodule comes from reader 1's mask alone
         assert data.train.extract(0, centre)[1][6:10, 6:10, 6:10].any()
+
+
+def test_train_only_trains_the_named_parameters_and_leaves_the_rest_as_initialised(scans, tmp_path):
+    first = train(plan("unet-tiny", scans, tmp_path / "first", {**TINY, "steps": 2}))
+    start = load_file(first.model)
+    head = sorted(start)[-1].rsplit(".", 1)[0]  # one layer (the last in name order)
+    tuned = train(
+        plan(
+            "unet-tiny",
+            scans,
+            tmp_path / "tuned",
+            {**TINY, "steps": 4, "init": str(first.model), "train_only": head, "monitor": "loss"},
+        )
+    )
+    after = load_file(tuned.model)
+    changed = {k for k in start if not torch.equal(start[k], after[k])}
+    assert changed and all(k.startswith(head) for k in changed)
+    with pytest.raises(LungtkError, match=r"train_only='nowhere': no parameter starts with nowhere; .*parts"):
+        train(plan("unet-tiny", scans, tmp_path / "bad", {**TINY, "steps": 1, "train_only": "nowhere"}))

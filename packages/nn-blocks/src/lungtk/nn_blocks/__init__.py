@@ -28,6 +28,7 @@ from lungtk.nn_blocks.blocks import (
 from lungtk.nn_blocks.inference import TTAResult, ensemble, sliding_window, tta_predict
 from lungtk.nn_blocks.init import he_init_, prior_bias_
 from lungtk.nn_blocks.layers import (
+    MaskedPool,
     SwitchNorm,
     conv_type,
     create_act,
@@ -59,6 +60,7 @@ __all__ = [
     "FocalLoss",
     "GeneralizedDiceLoss",
     "JointSegClsLoss",
+    "MaskedPool",
     "QuartetAttention",
     "RecallWeightedDiceLoss",
     "ResidualBlock",

@@ -5,7 +5,9 @@ Per candidate: the model's input cube (``patch`` voxels at ``spacing`` mm, axes 
 on the candidate) is sampled from the scan, windowed as in training, and segmented (with flip test-time
 augmentation if ``tta``, which also gives the per-voxel entropy as the mask's uncertainty map); the
 probability is sampled back onto the scan voxels the cube covers, and the connected component at the
-centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the texture probabilities.
+centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the texture probabilities;
+a head that reads the nodule's features (``texture_pool="mask"``) reads them under that centre component
+in the cube (under the probability itself where nothing reaches the threshold).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class CubeSegmenter:
             probs, doubt = tta.probability.numpy(), tta.entropy.numpy()
         else:
             probs = torch.sigmoid(seg)[:, 0].numpy()
-        texture_p = None if texture is None else torch.softmax(texture, dim=1).numpy()
+        texture_p = self._texture(batch, probs, texture, candidates, cubes)
         masks = []
         for i, (candidate, cube) in enumerate(zip(candidates, cubes, strict=True)):
             start, size = covering_box(scan, array.shape, cube, self.inputs.patch_irc)
@@ -111,6 +113,33 @@ class CubeSegmenter:
             )
             masks.append(NoduleMask(mask, geometry, texture=textures, uncertainty=uncertainty))
         return masks
+
+    def _texture(
+        self,
+        batch: torch.Tensor,
+        probs: NDArray[np.float32],
+        texture: torch.Tensor | None,
+        candidates: Sequence[Candidate],
+        cubes: Sequence[Geometry],
+    ) -> NDArray[np.float32] | None:
+        """Texture probabilities per candidate, from the head's logits or, for a head that reads the
+        nodule's features, from the head run again under each cube's segmented nodule."""
+        if texture is None:
+            return None
+        if getattr(self.model, "texture_pool", None) == "mask":
+            nodules = np.stack(
+                [
+                    component_at(p >= self.threshold, cube.xyz2irc(c.center_xyz, continuous=True))
+                    for p, c, cube in zip(probs, candidates, cubes, strict=True)
+                ]
+            ).astype(np.float32)
+            missed = ~nodules.any(axis=(1, 2, 3))
+            nodules[missed] = probs[missed]
+            both = np.concatenate([batch.numpy(), nodules[:, None]], axis=1)  # image, nodule as channels
+            texture = run_network(
+                lambda x: self.model.texture_logits(x[:, :1], x[:, 1:]), both, self.device, self.precision
+            )
+        return torch.softmax(texture, dim=1).numpy()
 
     def _cube_for(self, candidate: Candidate, scan: Geometry) -> Geometry:
         """The network's input cube around a candidate: its patch at its spacing, or, for a nodule that

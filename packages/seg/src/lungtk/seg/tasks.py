@@ -19,6 +19,7 @@ RESUNET: dict[str, Any] = {  # seed 000: 80^3 at 0.6375 mm, width 32, 5 levels, 
     "attention": "none",
     "texture_head": True,
     "head_dropout": 0.6,
+    "texture_pool": "bottleneck",  # the paper's; "mask": the first level's features under the nodule
     "ce_weight": 0.2,
     "ce_from_iou": 0.45,
     "bce_weight": 0.0,
@@ -137,15 +138,16 @@ def _joint_loss(ce_weight: float, ce_from_iou: float, bce_weight: float = 0.0) -
                 bce = torch.nn.functional.binary_cross_entropy_with_logits(seg.float(), batch["target"])
                 loss = loss + bce_weight * bce
             label = batch.get("label")
-            if bool(self.ce_on) and texture is not None and label is not None:
-                rated = label >= 0
-                if bool(rated.any()):
-                    counts = torch.bincount(label[rated], minlength=texture.shape[1])
-                    weight = inverse_frequency_weights(counts).to(texture.device)
-                    ce = torch.nn.functional.cross_entropy(
-                        texture[rated].float(), label[rated], weight=weight
-                    )
-                    loss = loss + ce_weight * ce
+            rated = None if label is None else label >= 0
+            if bool(self.ce_on) and texture is not None and rated is not None and bool(rated.any()):
+                counts = torch.bincount(label[rated], minlength=texture.shape[1])
+                weight = inverse_frequency_weights(counts).to(texture.device)
+                ce = torch.nn.functional.cross_entropy(texture[rated].float(), label[rated], weight=weight)
+                loss = loss + ce_weight * ce
+            elif texture is not None:  # no CE: the head stays in the graph with a zero gradient (every
+                loss = (
+                    loss + 0.0 * texture.float().sum()
+                )  # torchrun rank reduces it; train_only=texture_head)
             return 0.5 * loss
 
         def on_validation(self, metrics: Mapping[str, float]) -> None:
@@ -172,8 +174,8 @@ def _on_target(loss: Any) -> Any:
 
 
 def resunet(options: RunOptions) -> Any:
-    from lungtk.train.metrics import SegmentationMetric
-    from lungtk.train.task import PatchRecipe, Task
+    from lungtk.train.metrics import JointHeadMetric, SegmentationMetric
+    from lungtk.train.task import PatchRecipe, Task, default_forward
 
     s = options.settings
     levels = int(s["levels"])
@@ -182,6 +184,9 @@ def resunet(options: RunOptions) -> Any:
     attention = str(s["attention"])
     if attention not in ("none", "cbam"):
         raise LungtkError(f"resunet: setting attention={attention!r}: use none or cbam")
+    pool = str(s["texture_pool"])
+    if pool not in ("bottleneck", "mask"):
+        raise LungtkError(f"resunet: setting texture_pool={pool!r}: use bottleneck or mask")
     loss = _joint_loss(float(s["ce_weight"]), float(s["ce_from_iou"]), float(s["bce_weight"]))
     return Task(
         name="resunet",
@@ -192,14 +197,21 @@ def resunet(options: RunOptions) -> Any:
             "attention": None if attention == "none" else attention,
             "texture_classes": len(TEXTURES) if bool(s["texture_head"]) else 0,
             "head_dropout": float(s["head_dropout"]),
+            "texture_pool": pool,
         },
         loss=loss,
-        metrics=SegmentationMetric,
+        metrics=(lambda: JointHeadMetric(len(TEXTURES))) if bool(s["texture_head"]) else SegmentationMetric,
         recipe=recipe,
         monitor="dice",
         config=s,
         on_validation=loss.on_validation,
+        forward=with_target_mask if pool == "mask" else default_forward,
     )
+
+
+def with_target_mask(model: Any, batch: Mapping[str, Any]) -> Any:
+    """Seed 000 with ``texture_pool=mask``: the texture head reads the features under the target's mask."""
+    return model(batch["image"], mask=batch["target"])
 
 
 class SliceLoss:

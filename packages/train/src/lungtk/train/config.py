@@ -48,6 +48,7 @@ ENGINE_DEFAULTS: dict[str, SettingValue] = {
     "compile": False,
     "deterministic": True,
     "init": "",
+    "train_only": "",
     "patch": "96",
     "spacing": "native",
     "window": "unit",
@@ -101,6 +102,8 @@ ENGINE_HELP: dict[str, str] = {
     "compile": "torch.compile the network",
     "deterministic": "deterministic algorithms (exact resume; turn off on a GPU for cudnn autotuning)",
     "init": "a .safetensors model file whose tensors initialise the network (fine-tuning)",
+    "train_only": "train only the parameters whose names start with these comma-separated prefixes (e.g. "
+    "texture_head: a joint head on a trained network, which stays as it is); empty: every parameter",
     "patch": "patch size in voxels, index,row,col (one number: a cube)",
     "spacing": "voxel size of the patches in mm, x,y,z (one number: isotropic), or native",
     "window": "intensity window: unit, luna, nodulenet (lungtk.ct_io.preprocess) or LOW,HIGH HU -> [0, 1]",

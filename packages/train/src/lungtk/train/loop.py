@@ -92,6 +92,24 @@ def make_optimizer(params: Any, config: Mapping[str, Any]) -> torch.optim.Optimi
     return torch.optim.Adam(params, lr=lr, weight_decay=wd)
 
 
+def freeze_except(model: torch.nn.Module, prefixes: str) -> None:
+    """Setting ``train_only``: only the parameters whose names start with one of the comma-separated
+    ``prefixes`` keep training; empty: all of them."""
+    wanted = tuple(p.strip() for p in prefixes.split(",") if p.strip())
+    if not wanted:
+        return
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [w for w in wanted if not any(n.startswith(w) for n in names)]
+    if unmatched:
+        tops = sorted({n.split(".")[0] for n in names})
+        raise LungtkError(
+            f"setting train_only={prefixes!r}: no parameter starts with {', '.join(unmatched)}; "
+            f"this network's parts are {', '.join(tops)}"
+        )
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(wanted))
+
+
 def amp_dtype(setting: str, device: str) -> torch.dtype | None:
     """The autocast dtype for ``amp`` on ``device`` (None: full precision). AMP runs on CUDA only."""
     if setting == "off" or not device.startswith("cuda"):
@@ -144,6 +162,7 @@ class Trainer:
             init_from(model, init, self.task.init_accepts)
         if self.task.init_model is not None:
             self.task.init_model(model)
+        freeze_except(model, str(self.config.get("train_only") or ""))
         self.model = model.to(self.device)
         self.net: Any = self.model
         if self.dist.active:
@@ -356,6 +375,11 @@ class Trainer:
                     raise LungtkError(
                         f"the loss became {float(loss)} at step {self.step + 1}: lower the learning rate "
                         f"(--set lr={base_lr / 10:g}) or use --set amp=bf16 / --no-amp"
+                    )
+                if not loss.requires_grad:
+                    raise LungtkError(
+                        f"the loss does not depend on any trained parameter (setting train_only="
+                        f"{config.get('train_only')!r}): name parts of the network the loss reaches"
                     )
                 self.scaler.scale(loss / self.accumulate).backward()
                 loss_sum += loss.detach().double()

@@ -130,14 +130,42 @@ class MulticlassMetric(Metric):
         self.classes = classes
 
     def update(self, output: Any, batch: Mapping[str, Any]) -> None:
-        logits = _logits(output).float()
-        label = batch["label"].to(logits.device).reshape(-1)
-        known = label >= 0
-        cells = label[known] * self.classes + logits.argmax(1)[known]
-        self.add("confusion", torch.bincount(cells, minlength=self.classes**2).reshape(self.classes, -1))
+        self.add("confusion", _confusion(_logits(output), batch["label"], self.classes))
 
     def compute(self) -> dict[str, float]:
         return confusion_scores(self.sums.get("confusion", torch.zeros(self.classes, self.classes)).numpy())
+
+
+class JointHeadMetric(SegmentationMetric):
+    """A joint network's (seed 000's texture head): the segmentation metrics of its first output and,
+    as ``head_accuracy``, ``head_f1`` and ``head_mcc``, :class:`MulticlassMetric`'s of its second output
+    over the patches that hold a rated nodule."""
+
+    names = (*SegmentationMetric.names, "head_accuracy", "head_f1", "head_mcc")
+
+    def __init__(self, classes: int, threshold: float = 0.5) -> None:
+        super().__init__(threshold)
+        self.classes = classes
+
+    def update(self, output: Any, batch: Mapping[str, Any]) -> None:
+        super().update(output, batch)
+        if isinstance(output, tuple | list) and len(output) > 1 and batch.get("label") is not None:
+            self.add("head_confusion", _confusion(output[1], batch["label"], self.classes))
+
+    def compute(self) -> dict[str, float]:
+        out = super().compute()
+        confusion = self.sums.get("head_confusion")
+        if confusion is not None:
+            out.update({f"head_{k}": v for k, v in confusion_scores(confusion.numpy()).items()})
+        return out
+
+
+def _confusion(logits: torch.Tensor, label: torch.Tensor, classes: int) -> torch.Tensor:
+    """The confusion matrix (rows truth, columns argmax) of the samples whose label is not -1."""
+    label = label.to(logits.device).reshape(-1)
+    known = label >= 0
+    cells = label[known] * classes + logits.float().argmax(1)[known]
+    return torch.bincount(cells, minlength=classes**2).reshape(classes, -1)
 
 
 def confusion_scores(confusion: Any) -> dict[str, float]:

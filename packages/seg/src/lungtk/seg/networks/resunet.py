@@ -4,6 +4,15 @@ Five levels of residual blocks (GroupNorm with 8 groups, ELU), widths ``width * 
 paper), max-pool down, transposed-convolution up with concatenated skips, optional 3D CBAM in every block,
 and a classification head on the encoder's bottleneck: global average pool -> FC -> ELU -> FC -> ELU ->
 FC (GGO / part-solid / solid), dropout before each hidden FC (0.6 in the paper's validation model).
+
+``texture_pool`` says what the head reads. ``bottleneck`` is the paper's: the bottleneck's global average.
+``mask`` is lungtk's, for small networks: the mean and the maximum of the first level's features under
+the nodule's mask. A texture is a property of the nodule's own voxels (ground glass at -600 HU, a solid
+core), and a small network's bottleneck mostly encodes the patch's surroundings. In the 32^3 CPU
+configuration trained on phantoms, the pooled bottleneck hardly separates the three textures (balanced
+accuracy 0.47 for a logistic regression on the calibration phantoms; the trained head called every
+nodule solid), while the first level's features under the nodule's mask reach 0.88. The mask is the target's in training (``forward(x,
+mask)``) and, at inference, the nodule the network segmented (:meth:`ResUNet.texture_logits`).
 """
 
 from __future__ import annotations
@@ -16,13 +25,17 @@ import torch
 from torch import nn
 
 from lungtk.core.labels import TEXTURES
-from lungtk.nn_blocks import he_init_
+from lungtk.nn_blocks import MaskedPool, he_init_
 from lungtk.nn_blocks.unet import UNet
+
+TEXTURE_POOLS = ("bottleneck", "mask")
 
 
 class ResUNet(nn.Module):
-    """``forward(x)`` -> segmentation logits (B, 1, *spatial), and texture logits (B, 3) when the head is
-    on (``texture_classes > 0``) as ``(seg, texture)``."""
+    """``forward(x, mask=None)`` -> segmentation logits (B, 1, *spatial), and texture logits (B, 3) when
+    the head is on (``texture_classes > 0``) as ``(seg, texture)``. With ``texture_pool="mask"`` the head
+    reads the features under ``mask`` (B, 1, *spatial), or under the network's own probability when no
+    mask is given."""
 
     TINY: ClassVar[dict[str, Any]] = {"args": {"width": 4, "levels": 3}, "input": (1, 16, 16, 16)}
     """A configuration and one sample's input shape for smoke tests."""
@@ -37,8 +50,12 @@ class ResUNet(nn.Module):
         texture_classes: int = len(TEXTURES),
         head_hidden: Sequence[int] = (256, 128),
         head_dropout: float = 0.6,
+        texture_pool: str = "bottleneck",
     ) -> None:
         super().__init__()
+        if texture_pool not in TEXTURE_POOLS:
+            raise ValueError(f"texture_pool={texture_pool!r}: use one of {', '.join(TEXTURE_POOLS)}")
+        self.texture_pool = texture_pool
         groups = math.gcd(8, width)  # GroupNorm(8) as the paper; fewer groups when a tiny width needs it
         self.unet = UNet(
             in_channels,
@@ -49,9 +66,12 @@ class ResUNet(nn.Module):
             block_kwargs={"norm": ("group", {"num_groups": groups}), "act": "elu", "attention": attention},
         )
         self.texture_head: nn.Module | None = None
+        self.masked_pool = MaskedPool() if texture_pool == "mask" else None
         if texture_classes > 0:
-            layers: list[nn.Module] = [nn.AdaptiveAvgPool3d(1), nn.Flatten()]
-            channels = self.unet.widths[-1]
+            layers: list[nn.Module] = (
+                [nn.AdaptiveAvgPool3d(1), nn.Flatten()] if self.masked_pool is None else []
+            )
+            channels = self.unet.widths[-1] if self.masked_pool is None else 2 * self.unet.widths[0]
             for hidden in head_hidden:
                 layers += [nn.Dropout(head_dropout), nn.Linear(channels, hidden), nn.ELU()]
                 channels = hidden
@@ -59,9 +79,29 @@ class ResUNet(nn.Module):
             self.texture_head = nn.Sequential(*layers)
         he_init_(self, nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         bottleneck, skips = self.unet.features(x)
         seg = self.unet.decode(bottleneck, skips)
         if self.texture_head is None:
             return seg
-        return seg, self.texture_head(bottleneck)
+        if self.masked_pool is not None and mask is None:
+            mask = torch.sigmoid(seg.detach())
+        return seg, self._texture(bottleneck, skips, mask)
+
+    def texture_logits(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The texture head's logits for inputs ``x`` whose nodules are ``mask`` (B, 1, *spatial)."""
+        if self.texture_head is None:
+            raise ValueError("this network has no texture head (texture_classes=0)")
+        bottleneck, skips = self.unet.features(x)
+        return self._texture(bottleneck, skips, mask)
+
+    def _texture(
+        self, bottleneck: torch.Tensor, skips: list[torch.Tensor], mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        assert self.texture_head is not None
+        if self.masked_pool is None:
+            return self.texture_head(bottleneck)
+        assert mask is not None
+        return self.texture_head(self.masked_pool(skips[0] if skips else bottleneck, mask))
