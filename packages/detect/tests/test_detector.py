@@ -15,6 +15,7 @@ from lungtk.detect.detector import NoduleNetDetector
 from lungtk.detect.nodulenet import Detections, NoduleNet
 from lungtk.detect.roi import mask_windows
 from lungtk.detect.tiles import TileGrid
+from lungtk.detect.tta import FLIPS, fuse_passes
 from lungtk.train.modelfile import save_model
 
 SPACING = (0.7, 0.8, 1.5)  # x, y, z mm
@@ -87,10 +88,11 @@ def _detector(**kw) -> tuple[NoduleNetDetector, BrightBallNet]:
     return NoduleNetDetector(net, (1.0, 1.0, 1.0), "nodulenet", **{"tile": 32, "overlap": 16, **kw}), net
 
 
+@pytest.mark.parametrize("tta", [False, True], ids=["one-pass", "tta"])
 @pytest.mark.parametrize("direction", [np.eye(3), np.diag([1.0, -1.0, 1.0])], ids=["identity", "flipped-y"])
-def test_a_ball_is_found_once_at_its_patient_position(direction):
+def test_a_ball_is_found_once_at_its_patient_position(direction, tta):
     ct, ball_xyz = _scan(direction)
-    detector, net = _detector()
+    detector, net = _detector(tta=tta)
     found = detector.detect(ct)
     assert len(found) == 1  # seen whole by several overlapping tiles, kept by the one that owns it
     c = found[0]
@@ -110,6 +112,46 @@ def test_a_ball_is_found_once_at_its_patient_position(direction):
     # another detector's candidate: the mask head on a cube around it
     (alone,) = detector.segment(ct, [Candidate(tuple(ball_xyz + 0.3), 9.0, 0.5)])
     assert net.segment_calls == 1 and alone.volume_mm3 == pytest.approx(volume, rel=0.3)
+
+
+@pytest.mark.parametrize("flip", (*FLIPS[1:], (0, 1, 2)))
+def test_a_flipped_pass_maps_its_cubes_and_masks_back_onto_the_scan(flip):
+    ct, _ = _scan(shape=(40, 70, 60))
+    detector, _ = _detector()
+    hu = np.asarray(ct.array)
+    cubes, scores, masks = detector._pass(hu)
+    flipped_cubes, flipped_scores, flipped_masks = detector._pass(np.flip(hu, flip), flip)
+    torch.testing.assert_close(flipped_cubes, cubes, atol=1e-4, rtol=0)
+    torch.testing.assert_close(flipped_scores, scores)
+
+    def placed(found):
+        start, prob = found
+        out = np.zeros(hu.shape, np.float32)
+        out[tuple(slice(a, a + n) for a, n in zip(start, prob.shape, strict=True))] = prob.numpy()
+        return out
+
+    for plain, mirrored in zip(masks, flipped_masks, strict=True):
+        np.testing.assert_array_equal(placed(mirrored), placed(plain))
+
+
+def test_fusing_passes_averages_each_nodule_over_all_passes():
+    nodule = [torch.tensor([[20.0, 30.0, 40.0, 8.0]]) + d for d in (0.0, 0.4, -0.4, 0.2)]
+    scores = [torch.tensor([s]) for s in (0.9, 0.8, 0.7, 0.6)]
+    spurious = torch.tensor([[60.0, 10.0, 10.0, 6.0]])  # one pass only, its best score
+    cubes, fused, heads = fuse_passes(
+        [torch.cat([nodule[0], spurious]), *nodule[1:]],
+        [torch.cat([scores[0], torch.tensor([0.95])]), *scores[1:]],
+        iou=0.1,
+    )
+    assert fused.tolist() == pytest.approx([0.75, 0.95 / 4])
+    weights = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    expected = (torch.cat(nodule) * weights[:, None]).sum(0) / weights.sum()
+    torch.testing.assert_close(cubes[0], expected)
+    torch.testing.assert_close(cubes[1], spurious[0])
+    assert heads == [(0, 0), (0, 1)]  # each cluster's best member: its mask stands for the cluster
+    two = fuse_passes([nodule[0], nodule[0] + torch.tensor([0.0, 0, 30, 0])], scores[:2], iou=0.1)[1]
+    assert two.tolist() == pytest.approx([0.45, 0.4])  # apart: two findings, each seen by one pass of two
+    assert fuse_passes([torch.zeros(0, 4)] * 4, [torch.zeros(0)] * 4, iou=0.1)[0].shape == (0, 4)
 
 
 def test_the_tiles_cover_the_scan_and_each_point_has_one_owner():

@@ -7,7 +7,8 @@ the network (``tile_batch`` tiles at a time; AMP on CUDA at bf16 / fp16). Each t
 owns (nearest tile centre), with their mask-head masks when ``masks`` is on; a global 3D NMS (``nms_iou``)
 merges the tiles and the ``max_candidates`` best remain. Centres, diameters (the cube's side) and boxes go
 back to patient millimetres through the resampled scan's geometry. Memory: the scan at the model's
-spacing (float32) plus one batch of tiles' activations.
+spacing (float32) plus one batch of tiles' activations. With ``tta`` the scan is also run flipped along
+each axis and the four passes' detections are fused (:mod:`lungtk.detect.tta`): four times the time.
 
 **segment(ct, candidates)**: the masks of this component's own last detections on the same scan come from
 that pass (no second run); any other candidate (another detector's, a table's) gets the mask head on a
@@ -42,6 +43,7 @@ from lungtk.ct_io.volume import CTVolume
 from lungtk.detect.boxes import nms
 from lungtk.detect.feature_net import DIVISOR
 from lungtk.detect.tiles import TileGrid
+from lungtk.detect.tta import FLIPS, fuse_passes, unflip_cubes, unflip_window
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 VARIANT_ATTENTION = {"nodulenet": None, "nodulenet-cbam": "cbam", "nodulenet-qam": "qam"}
@@ -76,6 +78,7 @@ class NoduleNetDetector:
     max_candidates: int = 100
     masks: bool = True
     mask_threshold: float = 0.5
+    tta: bool = False
     device: str = "cpu"
     precision: str = "fp32"
     source: str = "nodulenet"
@@ -128,6 +131,7 @@ class NoduleNetDetector:
             max_candidates=int(s["max_candidates"]),
             masks=bool(s["masks"]),
             mask_threshold=float(s["mask_threshold"]),
+            tta=bool(s["tta"]),
             device=options.device,
             precision=options.precision,
             source=name,
@@ -148,6 +152,33 @@ class NoduleNetDetector:
         )
         at_model = resample(volume, self.spacing_xyz)
         hu = np.asarray(at_model.array)
+        passes = [
+            self._pass(np.flip(hu, flip) if flip else hu, flip) for flip in (FLIPS if self.tta else ((),))
+        ]
+        found = [f for _, _, pass_found in passes for f in pass_found]
+        if self.tta:
+            boxes, scores, heads = fuse_passes([p[0] for p in passes], [p[1] for p in passes], self.nms_iou)
+            offsets = np.cumsum([0] + [len(p[0]) for p in passes])
+            found = [found[offsets[p] + i] for p, i in heads]
+        else:
+            boxes, scores = passes[0][0], passes[0][1]
+        keep = nms(boxes, scores, self.nms_iou, self.max_candidates).tolist() if len(boxes) else []
+        geometry = at_model.geometry
+        candidates, cached = [], []
+        for i in keep:
+            candidates.append(self._candidate(geometry, boxes[i].tolist(), float(scores[i])))
+            centre = np.asarray(candidates[-1].center_xyz)
+            if found[i] is not None:
+                start, prob = found[i]
+                cached.append(_Found(centre, geometry.shifted(start), prob.cpu().numpy().astype(np.float16)))
+        self._last = (_scan_key(ct), cached)
+        return candidates
+
+    def _pass(
+        self, hu: NDArray[Any], flip: tuple[int, ...] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[Any, torch.Tensor] | None]]:
+        """One pass over the scan at the model's spacing (flipped along ``flip``): its detections after
+        NMS, as cubes in the unflipped scan's voxels, their scores and their mask windows."""
         tile = tuple(min(self.tile, _ceil(s)) for s in hu.shape)
         grid = TileGrid.cover(hu.shape, tile, self.overlap)
         boxes, scores, found = [], [], []
@@ -178,20 +209,18 @@ class NoduleNetDetector:
                 for piece in det.masks or [None] * len(det.boxes):
                     found.append(None if piece is None else (np.asarray(piece[0][:3]) + start, piece[1]))
         if not boxes or not sum(len(b) for b in boxes):
-            self._last = (_scan_key(ct), [])
-            return []
+            return torch.zeros(0, 4), torch.zeros(0), []
         all_boxes, all_scores = torch.cat(boxes), torch.cat(scores)
         keep = nms(all_boxes, all_scores, self.nms_iou, self.max_candidates).tolist()
-        geometry = at_model.geometry
-        candidates, cached = [], []
-        for i in keep:
-            candidates.append(self._candidate(geometry, all_boxes[i].tolist(), float(all_scores[i])))
-            centre = np.asarray(candidates[-1].center_xyz)
-            if found[i] is not None:
-                start, prob = found[i]
-                cached.append(_Found(centre, geometry.shifted(start), prob.cpu().numpy().astype(np.float16)))
-        self._last = (_scan_key(ct), cached)
-        return candidates
+        kept = [found[i] for i in keep]
+        if flip:
+            kept = [
+                None
+                if f is None
+                else (np.asarray(unflip_window(f[0], f[1].shape, flip, hu.shape)), f[1].flip(flip))
+                for f in kept
+            ]
+        return unflip_cubes(all_boxes[keep], flip, hu.shape), all_scores[keep], kept
 
     def _candidate(self, geometry: Geometry, cube: list[float], score: float) -> Candidate:
         """A cube (z, y, x, side) in the resampled scan's voxels as a Candidate in patient mm."""

@@ -23,6 +23,7 @@ NODULENET_SETTINGS = {
     "max_candidates": 100,
     "masks": True,
     "mask_threshold": 0.5,
+    "tta": False,
 }
 NODULENET_VARIANTS = {
     "nodulenet": "NoduleNet (seed 003)",
