@@ -3,8 +3,10 @@ loss and metric fit a batch as the training loop feeds them."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from lungtk.core import LungtkError
 from lungtk.train.config import resolve_config
@@ -73,16 +75,24 @@ def test_bad_task_settings_are_one_line_errors():
         _task("resunet", texture_pool="nodule")
 
 
-def test_resunet_texture_pool_mask_reads_the_target_in_training_and_its_own_mask_otherwise():
+def test_resunet_texture_pool_mask_reads_its_own_segmentation_of_the_target_in_training():
     task = _task("resunet", texture_pool="mask")
     model = task.build_model().eval()
-    batch = _batch(task)
+    batch = _batch(task)  # target: a 3 x 6 x 6 block in both samples
+    logits = torch.full((2, 1, 16, 16, 16), -5.0)
+    logits[0, :, 7:9, 3:8, 3:8] = 5.0  # sample 0: overlaps the target, reaching 2 voxels past it ...
+    logits[0, :, 7:9, 13:16, 13:16] = 5.0  # ... and something far from it
+    model.unet.decode = lambda bottleneck, skips: logits  # sample 1 segments nothing
     with torch.no_grad():
         seg, texture = task.forward(model, batch)
-        torch.testing.assert_close(texture, model.texture_logits(batch["image"], batch["target"]))
-        _, own = model(batch["image"])  # no mask given: under the network's own probability
-        torch.testing.assert_close(own, model.texture_logits(batch["image"], torch.sigmoid(seg)))
-        assert not torch.allclose(own, texture)
+        target = batch["target"][:, 0].numpy() > 0
+        near = np.stack([ndimage.binary_dilation(t, np.ones((5, 5, 5))) for t in target])
+        own = (torch.sigmoid(seg)[:, 0].numpy() >= 0.5) & near
+        assert own[0].any() and not own[1].any() and own[0].sum() < (logits[0] > 0).sum()
+        expected = torch.from_numpy(np.stack([own[0], target[1]]))[:, None].float()
+        torch.testing.assert_close(texture, model.texture_logits(batch["image"], expected))
+        _, plain = model(batch["image"])  # no mask, no target: under the network's own probability
+        torch.testing.assert_close(plain, model.texture_logits(batch["image"], torch.sigmoid(seg)))
     metric = task.metrics()
     metric.update((seg, texture), batch)
     assert {"dice", "head_accuracy", "head_mcc"} <= set(metric.compute())

@@ -53,10 +53,13 @@ class Risk(StrEnum):
     high = "high"
 
 
-def _preset_thresholds() -> str:
-    """The presets whose report threshold differs from the default, for --threshold's help."""
-    return ", ".join(
-        f"{p.name} {p.threshold:g}" for p in PRESETS.values() if p.threshold != DEFAULT_THRESHOLD
+def _threshold_help() -> str:
+    """--threshold's help, naming the presets whose report threshold differs from the default."""
+    own = ", ".join(f"{p.name} {p.threshold:g}" for p in PRESETS.values() if p.threshold != DEFAULT_THRESHOLD)
+    return (
+        f"Findings at this probability or more are reported (0 to 1); default: {DEFAULT_THRESHOLD:g}"
+        + (f", or a preset's own for its own detector ({own})" if own else "")
+        + ". nodulenet without its flip TTA (--set nodulenet.tta=false) scores high: use 0.7 there."
     )
 
 
@@ -201,8 +204,7 @@ def run_command(
         float | None,
         typer.Option(
             "--threshold",
-            help="Findings at this probability or more are reported (0 to 1); default: the preset's for its "
-            f"own detector ({_preset_thresholds()}), else {DEFAULT_THRESHOLD:g}.",
+            help=_threshold_help(),
             callback=checked(validate.probability),
             show_default=False,
         ),

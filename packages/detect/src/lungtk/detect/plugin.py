@@ -23,7 +23,7 @@ NODULENET_SETTINGS = {
     "max_candidates": 100,
     "masks": True,
     "mask_threshold": 0.5,
-    "tta": False,
+    "tta": True,  # flips: on the calibration phantoms of seed 8000, CPM 0.857 -> 0.921 for 3.3x the time
 }
 NODULENET_VARIANTS = {
     "nodulenet": "NoduleNet (seed 003)",

@@ -210,8 +210,9 @@ def resunet(options: RunOptions) -> Any:
 
 
 def with_target_mask(model: Any, batch: Mapping[str, Any]) -> Any:
-    """Seed 000 with ``texture_pool=mask``: the texture head reads the features under the target's mask."""
-    return model(batch["image"], mask=batch["target"])
+    """Seed 000 with ``texture_pool=mask``: the texture head reads the features under the network's own
+    segmentation of the target's nodules, as it will at inference (:meth:`ResUNet.forward`)."""
+    return model(batch["image"], near=batch["target"])
 
 
 class SliceLoss:

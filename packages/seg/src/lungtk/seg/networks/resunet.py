@@ -29,6 +29,7 @@ from lungtk.nn_blocks import MaskedPool, he_init_
 from lungtk.nn_blocks.unet import UNet
 
 TEXTURE_POOLS = ("bottleneck", "mask")
+NEAR_VOXELS = 2
 
 
 class ResUNet(nn.Module):
@@ -80,14 +81,26 @@ class ResUNet(nn.Module):
         he_init_(self, nonlinearity="relu")
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, *, near: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """With ``texture_pool="mask"`` the head reads the features under ``mask``; or, given ``near``
+        (training: the target), under the network's own segmentation (probability 0.5 or more) within
+        ``NEAR_VOXELS`` of ``near``, the mask it will read at inference (``near`` itself where that is
+        empty); or, given neither, under the network's probability."""
         bottleneck, skips = self.unet.features(x)
         seg = self.unet.decode(bottleneck, skips)
         if self.texture_head is None:
             return seg
         if self.masked_pool is not None and mask is None:
-            mask = torch.sigmoid(seg.detach())
+            own = torch.sigmoid(seg.detach())
+            if near is None:
+                mask = own
+            else:
+                reach = 2 * NEAR_VOXELS + 1
+                around = nn.functional.max_pool3d(near.to(own.dtype), reach, 1, NEAR_VOXELS) > 0
+                found = (own >= 0.5) & around
+                some = found.flatten(1).any(1).view(-1, *([1] * (found.dim() - 1)))
+                mask = torch.where(some, found.to(own.dtype), near.to(own.dtype))
         return seg, self._texture(bottleneck, skips, mask)
 
     def texture_logits(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
