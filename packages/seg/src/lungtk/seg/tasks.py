@@ -174,6 +174,7 @@ def _on_target(loss: Any) -> Any:
 
 
 def resunet(options: RunOptions) -> Any:
+    from lungtk.seg.networks.resunet import TEXTURE_POOLS
     from lungtk.train.metrics import JointHeadMetric, SegmentationMetric
     from lungtk.train.task import PatchRecipe, Task, default_forward
 
@@ -185,8 +186,8 @@ def resunet(options: RunOptions) -> Any:
     if attention not in ("none", "cbam"):
         raise LungtkError(f"resunet: setting attention={attention!r}: use none or cbam")
     pool = str(s["texture_pool"])
-    if pool not in ("bottleneck", "mask"):
-        raise LungtkError(f"resunet: setting texture_pool={pool!r}: use bottleneck or mask")
+    if pool not in TEXTURE_POOLS:
+        raise LungtkError(f"resunet: setting texture_pool={pool!r}: use {' or '.join(TEXTURE_POOLS)}")
     loss = _joint_loss(float(s["ce_weight"]), float(s["ce_from_iou"]), float(s["bce_weight"]))
     return Task(
         name="resunet",
@@ -205,11 +206,11 @@ def resunet(options: RunOptions) -> Any:
         monitor="dice",
         config=s,
         on_validation=loss.on_validation,
-        forward=with_target_mask if pool == "mask" else default_forward,
+        forward=reading_own_nodule_masks if pool == "mask" else default_forward,
     )
 
 
-def with_target_mask(model: Any, batch: Mapping[str, Any]) -> Any:
+def reading_own_nodule_masks(model: Any, batch: Mapping[str, Any]) -> Any:
     """Seed 000 with ``texture_pool=mask``: the texture head reads the features under the network's own
     segmentation of the target's nodules, as it will at inference (:meth:`ResUNet.forward`)."""
     return model(batch["image"], near=batch["target"])
