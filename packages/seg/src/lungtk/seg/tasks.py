@@ -144,10 +144,10 @@ def _joint_loss(ce_weight: float, ce_from_iou: float, bce_weight: float = 0.0) -
                 weight = inverse_frequency_weights(counts).to(texture.device)
                 ce = torch.nn.functional.cross_entropy(texture[rated].float(), label[rated], weight=weight)
                 loss = loss + ce_weight * ce
-            elif texture is not None:  # no CE: the head stays in the graph with a zero gradient (every
-                loss = (
-                    loss + 0.0 * texture.float().sum()
-                )  # torchrun rank reduces it; train_only=texture_head)
+            elif texture is not None:
+                # no CE: the head stays in the graph with a zero gradient, so that every torchrun rank
+                # reduces its parameters and a train_only=texture_head run has a loss to step on
+                loss = loss + 0.0 * texture.float().sum()
             return 0.5 * loss
 
         def on_validation(self, metrics: Mapping[str, float]) -> None:

@@ -11,8 +11,9 @@ the nodule's mask. A texture is a property of the nodule's own voxels (ground gl
 core), and a small network's bottleneck mostly encodes the patch's surroundings. In the 32^3 CPU
 configuration trained on phantoms, the pooled bottleneck hardly separates the three textures (balanced
 accuracy 0.47 for a logistic regression on the calibration phantoms; the trained head called every
-nodule solid), while the first level's features under the nodule's mask reach 0.88. The mask is the target's in training (``forward(x,
-mask)``) and, at inference, the nodule the network segmented (:meth:`ResUNet.texture_logits`).
+nodule solid), while the first level's features under the nodule's mask reach 0.88. The mask is the
+nodule the network segmented, in training (``forward(x, near=target)``: its own segmentation near the
+target's nodule) as at inference (:meth:`ResUNet.texture_logits` under the segmenter's centre component).
 """
 
 from __future__ import annotations
@@ -33,10 +34,8 @@ NEAR_VOXELS = 2
 
 
 class ResUNet(nn.Module):
-    """``forward(x, mask=None)`` -> segmentation logits (B, 1, *spatial), and texture logits (B, 3) when
-    the head is on (``texture_classes > 0``) as ``(seg, texture)``. With ``texture_pool="mask"`` the head
-    reads the features under ``mask`` (B, 1, *spatial), or under the network's own probability when no
-    mask is given."""
+    """``forward(x, mask=None, near=None)`` -> segmentation logits (B, 1, *spatial), and texture logits
+    (B, 3) when the head is on (``texture_classes > 0``) as ``(seg, texture)``."""
 
     TINY: ClassVar[dict[str, Any]] = {"args": {"width": 4, "levels": 3}, "input": (1, 16, 16, 16)}
     """A configuration and one sample's input shape for smoke tests."""
