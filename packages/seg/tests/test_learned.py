@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lungtk.core import Candidate, Geometry
+from lungtk.core import Candidate, Geometry, LungtkError, RunOptions
 from lungtk.core.labels import TEXTURES
 from lungtk.ct_io import CTVolume
 from lungtk.seg.grouping import GroupingRule
@@ -105,6 +105,38 @@ def test_a_nodule_larger_than_the_patch_is_segmented_whole_in_a_zoomed_out_cube(
     assert whole.mask.shape[2] * SPACING[0] > 40.0  # the zoomed cube reaches past the ball
 
 
+def test_a_small_nodule_is_segmented_in_a_zoomed_in_cube():
+    centre = (-30 + 48 * 0.7, 20 + 48 * 0.7, -100 + 20 * 1.5)
+    ct, truth = _scan([centre], radius_mm=3.0)
+    spec = InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400")
+    zooming = CubeSegmenter(Threshold(0.45), spec, min_voxels=12)
+
+    def spacing(diameter_mm, segmenter=zooming):
+        return segmenter._cube_for(Candidate(centre, diameter_mm, 1.0), ct.geometry).spacing.tolist()
+
+    assert spacing(6.0) == pytest.approx([0.5, 0.5, 0.5])  # 6 mm across 12 voxels
+    assert spacing(2.0) == pytest.approx([0.4, 0.4, 0.4])  # at most 2x finer
+    assert spacing(9.6) == pytest.approx([0.8, 0.8, 0.8])  # wide enough: the model's own spacing
+    assert spacing(12.0) == pytest.approx([0.8, 0.8, 0.8])
+    assert spacing(0.0) == pytest.approx([0.8, 0.8, 0.8])  # no diameter, no zoom
+    assert spacing(40.0) == pytest.approx([0.8 * 58 / 25.6] * 3)  # zoomed out: 1.25 x 40 mm + 2 x 4 mm
+    assert spacing(6.0, CubeSegmenter(Threshold(0.45), spec)) == pytest.approx([0.8, 0.8, 0.8])  # off
+    (mask,) = zooming.segment(ct, [Candidate(centre, 6.0, 1.0)])
+    assert mask.geometry.spacing.tolist() == SPACING.tolist()
+    full = np.zeros(ct.shape, bool)
+    start = mask.start_in(ct.geometry)
+    full[tuple(slice(s, s + n) for s, n in zip(start, mask.mask.shape, strict=True))] = mask.mask
+    assert _dice(full, truth) > 0.9
+
+
+def test_min_voxels_is_checked_where_it_enters(tmp_path):
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(b"")
+    for bad in (-1.0, 100.0):
+        with pytest.raises(LungtkError, match="resunet.min_voxels"):
+            CubeSegmenter.load(RunOptions(weights=weights, settings={"min_voxels": bad}), "resunet")
+
+
 def test_tta_gives_each_candidate_the_same_result_in_a_batch_as_alone():
     a, b = (-30 + 30 * 0.7, 20 + 48 * 0.7, -70.0), (-30 + 66 * 0.7, 20 + 40 * 0.7, -85.0)
     ct, _ = _scan([a, b], radius_mm=4.0)
@@ -192,7 +224,8 @@ class MaskedTexture(Threshold):
         return torch.cat([20 * (0.5 - mean), torch.zeros_like(mean), 20 * (mean - 0.5)], dim=1)
 
 
-def test_a_nodule_reading_head_reads_the_nodule_at_the_candidate_not_its_neighbours():
+@pytest.mark.parametrize("min_voxels", [0, 12])
+def test_a_nodule_reading_head_reads_the_nodule_at_the_candidate_not_its_neighbours(min_voxels):
     faint, bright = (-30 + 40 * 0.7, 20 + 48 * 0.7, -70.0), (-30 + 52 * 0.7, 20 + 48 * 0.7, -70.0)
     ct, _ = _scan([faint, bright], radius_mm=3.0)  # 8.4 mm apart: both in either one's cube
     hu = np.asarray(ct.array).copy()
@@ -201,7 +234,9 @@ def test_a_nodule_reading_head_reads_the_nodule_at_the_candidate_not_its_neighbo
     near_faint = np.linalg.norm(geometry.irc2xyz(irc) - np.asarray(faint), axis=1) <= 3.0
     hu[near_faint.reshape(hu.shape)] = -600  # ground glass (window 0.29); the other ball stays solid (0.74)
     ct = CTVolume(hu, geometry, "s")
-    segmenter = CubeSegmenter(MaskedTexture(0.2), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"))
+    segmenter = CubeSegmenter(
+        MaskedTexture(0.2), InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400"), min_voxels=min_voxels
+    )
     on_faint, on_bright = segmenter.segment(ct, [Candidate(faint, 6.0, 1.0), Candidate(bright, 6.0, 1.0)])
     assert max(on_faint.texture, key=on_faint.texture.get) == "ground-glass"
     assert max(on_bright.texture, key=on_bright.texture.get) == "solid"
@@ -228,3 +263,30 @@ def test_slice_detector_finds_each_ball_at_its_centre():
         assert np.linalg.norm(np.subtract(nearest.center_xyz, c)) < 1.0
         assert nearest.diameter_mm == pytest.approx(8.0, abs=1.2)
         assert nearest.probability == pytest.approx(1.0)
+
+
+class FractionTexture(Threshold):
+    """A bottleneck-like head that depends on the scale: its logits grow with the fraction of the cube
+    above the level (a ball fills more of a zoomed-in cube)."""
+
+    def forward(self, x):
+        logits = super().forward(x)
+        fraction = (logits > 0).float().mean((2, 3, 4))
+        return logits, torch.cat([torch.zeros_like(fraction), torch.zeros_like(fraction), 50 * fraction], 1)
+
+
+def test_a_bottleneck_head_reads_the_cube_without_the_zoom_for_small_nodules():
+    centre = (-30 + 48 * 0.7, 20 + 48 * 0.7, -100 + 20 * 1.5)
+    ct, _ = _scan([centre], radius_mm=3.0)
+    spec = InputSpec((32, 32, 32), (0.8, 0.8, 0.8), "-1000,400")
+    candidate = Candidate(centre, 6.0, 1.0)
+    zooming = CubeSegmenter(FractionTexture(0.45), spec, min_voxels=12)
+    (zoomed,) = zooming.segment(ct, [candidate])
+    (plain,) = CubeSegmenter(FractionTexture(0.45), spec).segment(ct, [candidate])
+    np.testing.assert_allclose(list(zoomed.texture.values()), list(plain.texture.values()), rtol=1e-5)
+    # ... which differs from what the head gives on the zoomed-in cube itself
+    cube = zooming._cube_for(candidate, ct.geometry)
+    _, on_zoomed = FractionTexture(0.45)(
+        torch.from_numpy(spec.sample(np.asarray(ct.array), ct.geometry, [cube]))
+    )
+    assert torch.softmax(on_zoomed, 1)[0, 2] > plain.texture["solid"] + 0.1

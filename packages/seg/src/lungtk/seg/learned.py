@@ -2,7 +2,8 @@
 network's probability, and the mask back on the scan's grid in patient geometry.
 
 Per candidate: the model's input cube (``patch`` voxels at ``spacing`` mm, axes along the scan's, centred
-on the candidate) is sampled from the scan, windowed as in training, and segmented (with flip test-time
+on the candidate; zoomed out for a large nodule and, with ``min_voxels``, in for a small one) is sampled
+from the scan, windowed as in training, and segmented (with flip test-time
 augmentation if ``tta``, which also gives the per-voxel entropy as the mask's uncertainty map); the
 probability is sampled back onto the scan voxels the cube covers, and the connected component at the
 centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the texture probabilities;
@@ -42,6 +43,7 @@ class CubeSegmenter:
     tta: bool = False
     opening_mm: float = 0.0
     radius_factor: float = 0.0
+    min_voxels: float = 0.0
 
     @classmethod
     def load(cls, options: RunOptions, architecture: str) -> CubeSegmenter:
@@ -51,6 +53,11 @@ class CubeSegmenter:
         if not 0.0 < threshold < 1.0:
             raise LungtkError(
                 f"setting {architecture}.threshold={threshold}: use a probability between 0 and 1"
+            )
+        min_voxels = float(options.settings.get("min_voxels", 0.0))
+        if not 0.0 <= min_voxels <= 64.0:
+            raise LungtkError(
+                f"setting {architecture}.min_voxels={min_voxels}: use a number of voxels from 0 (off) to 64"
             )
         loaded = load_model(
             options.weights, architecture, device=options.device, who=f"segmenter '{architecture}'"
@@ -64,6 +71,7 @@ class CubeSegmenter:
             bool(options.settings.get("tta", False)),
             float(options.settings.get("opening_mm", 0.0)),
             float(options.settings.get("radius_factor", 0.0)),
+            min_voxels,
         )
 
     # -- inference ---------------------------------------------------------------------------------------
@@ -85,7 +93,7 @@ class CubeSegmenter:
             probs, doubt = tta.probability.numpy(), tta.entropy.numpy()
         else:
             probs = torch.sigmoid(seg)[:, 0].numpy()
-        texture_p = self._texture(batch, probs, texture, candidates, cubes)
+        texture_p = self._texture(array, scan, probs, texture, candidates, cubes)
         masks = []
         for i, (candidate, cube) in enumerate(zip(candidates, cubes, strict=True)):
             start, size = covering_box(scan, array.shape, cube, self.inputs.patch_irc)
@@ -116,40 +124,56 @@ class CubeSegmenter:
 
     def _texture(
         self,
-        batch: torch.Tensor,
+        array: NDArray[np.generic],
+        scan: Geometry,
         probs: NDArray[np.float32],
         texture: torch.Tensor | None,
         candidates: Sequence[Candidate],
         cubes: Sequence[Geometry],
     ) -> NDArray[np.float32] | None:
-        """Texture probabilities per candidate, from the head's logits or, for a head that reads the
-        nodule's features, from the head run again under each cube's segmented nodule."""
+        """Texture probabilities per candidate, read at the scale the head learnt: in each candidate's
+        cube without the zoom for small nodules. A head on the bottleneck gets the network run again
+        where a cube was zoomed in; a head that reads the nodule's features (``texture_pool="mask"``)
+        reads them under the segmented nodule (the component at the centre, in that cube)."""
         if texture is None:
             return None
-        if getattr(self.model, "texture_pool", None) == "mask":
-            nodules = np.stack(
-                [
-                    component_at(p >= self.threshold, cube.xyz2irc(c.center_xyz, continuous=True))
-                    for p, c, cube in zip(probs, candidates, cubes, strict=True)
-                ]
-            ).astype(np.float32)
-            missed = ~nodules.any(axis=(1, 2, 3))
-            nodules[missed] = probs[missed]
-            both = np.concatenate([batch.numpy(), nodules[:, None]], axis=1)  # image, nodule as channels
-            texture = run_network(
-                lambda x: self.model.texture_logits(x[:, :1], x[:, 1:]), both, self.device, self.precision
-            )
+        plain = [self._cube_for(c, scan, zoom_in=False) for c in candidates]
+        zoomed = [not np.allclose(a.spacing, b.spacing) for a, b in zip(cubes, plain, strict=True)]
+        mask_pool = getattr(self.model, "texture_pool", None) == "mask"
+        if not mask_pool and not any(zoomed):
+            return torch.softmax(texture, dim=1).numpy()
+        batch = self.inputs.sample(array, scan, plain)
+        if not mask_pool:
+            return torch.softmax(self._logits(torch.from_numpy(batch))[1], dim=1).numpy()
+        patch = self.inputs.patch_irc
+        nodules = []
+        for p, c, cube, flat, z in zip(probs, candidates, cubes, plain, zoomed, strict=True):
+            p = resample_onto(p, cube, flat, patch, order=1, fill=0.0) if z else p
+            nodule = component_at(p >= self.threshold, flat.xyz2irc(c.center_xyz, continuous=True))
+            nodules.append(nodule if nodule.any() else p)  # nothing at the threshold: the probability
+        both = np.concatenate([batch, np.stack(nodules).astype(np.float32)[:, None]], axis=1)
+        texture = run_network(
+            lambda x: self.model.texture_logits(x[:, :1], x[:, 1:]), both, self.device, self.precision
+        )
         return torch.softmax(texture, dim=1).numpy()
 
-    def _cube_for(self, candidate: Candidate, scan: Geometry) -> Geometry:
-        """The network's input cube around a candidate: its patch at its spacing, or, for a nodule that
-        patch cannot hold with ``CONTEXT_MM`` of lung around it, the same patch at a coarser spacing.
+    def _cube_for(self, candidate: Candidate, scan: Geometry, *, zoom_in: bool = True) -> Geometry:
+        """The network's input cube around a candidate: its patch at its spacing; for a nodule that patch
+        cannot hold with ``CONTEXT_MM`` of lung around it, the same patch at a coarser spacing; for a
+        nodule narrower than ``min_voxels`` voxels of the patch, the same patch at a finer one.
         (Zooming out, not sliding windows: a window inside a large solid nodule sees only soft tissue,
-        which in training was the heart or the chest wall, and the network leaves a hole there.)"""
+        which in training was the heart or the chest wall, and the network leaves a hole there. Zooming
+        in: the network cuts the edge of a nodule a few voxels wide short, and a 5-8 mm nodule is 6-10
+        voxels wide at 0.8 mm.)"""
         spacing = self.inputs.spacing_for(scan)
-        needed_mm = WIDE_FACTOR * max(float(candidate.diameter_mm), 0.0) + 2 * CONTEXT_MM
+        diameter = max(float(candidate.diameter_mm), 0.0)
+        needed_mm = WIDE_FACTOR * diameter + 2 * CONTEXT_MM
         field_mm = float(np.min(np.asarray(self.inputs.patch_irc)[::-1] * spacing))
         zoom = min(max(1.0, needed_mm / field_mm), MAX_ZOOM)
+        if (
+            zoom == 1.0 and zoom_in and self.min_voxels > 0 and diameter > 0
+        ):  # min_voxels wide along every axis
+            zoom = min(max(diameter / (self.min_voxels * float(np.max(spacing))), MIN_ZOOM), 1.0)
         return cube_geometry(candidate.center_xyz, self.inputs.patch_irc, spacing * zoom, scan)
 
 
@@ -159,6 +183,7 @@ class CubeSegmenter:
 WIDE_FACTOR = 1.25
 CONTEXT_MM = 4.0
 MAX_ZOOM = 3.0  # a wild diameter estimate (a detector's, a table's) must not make the cube the whole scan
+MIN_ZOOM = 0.5  # ... nor a tiny one a cube of a few millimetres
 
 
 def _within(geometry, shape: tuple[int, ...], candidate: Candidate, radius_mm: float) -> NDArray[np.bool_]:
