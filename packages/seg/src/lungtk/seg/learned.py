@@ -131,27 +131,34 @@ class CubeSegmenter:
         candidates: Sequence[Candidate],
         cubes: Sequence[Geometry],
     ) -> NDArray[np.float32] | None:
-        """Texture probabilities per candidate, read at the scale the head learnt: in each candidate's
-        cube without the zoom for small nodules. A head on the bottleneck gets the network run again
-        where a cube was zoomed in; a head that reads the nodule's features (``texture_pool="mask"``)
-        reads them under the segmented nodule (the component at the centre, in that cube)."""
+        """Texture probabilities per candidate, read as the head learnt them: in each candidate's cube
+        without the zoom for small nodules (the network runs again on the cubes that were zoomed in), and,
+        for a head that reads the nodule's features (``texture_pool="mask"``), under the network's own
+        segmentation there (the component at the centre; the probability where none reaches the
+        threshold)."""
         if texture is None:
             return None
         plain = [self._cube_for(c, scan, zoom_in=False) for c in candidates]
-        zoomed = [not np.allclose(a.spacing, b.spacing) for a, b in zip(cubes, plain, strict=True)]
+        zoomed = np.array([not np.allclose(a.spacing, b.spacing) for a, b in zip(cubes, plain, strict=True)])
         mask_pool = getattr(self.model, "texture_pool", None) == "mask"
-        if not mask_pool and not any(zoomed):
+        if not mask_pool and not zoomed.any():
             return torch.softmax(texture, dim=1).numpy()
         batch = self.inputs.sample(array, scan, plain)
+        if zoomed.any():
+            seg, again = self._logits(torch.from_numpy(batch[zoomed]))
+            probs, texture = probs.copy(), texture.clone()
+            probs[zoomed], texture[torch.from_numpy(zoomed)] = torch.sigmoid(seg)[:, 0].numpy(), again
         if not mask_pool:
-            return torch.softmax(self._logits(torch.from_numpy(batch))[1], dim=1).numpy()
-        patch = self.inputs.patch_irc
-        nodules = []
-        for p, c, cube, flat, z in zip(probs, candidates, cubes, plain, zoomed, strict=True):
-            p = resample_onto(p, cube, flat, patch, order=1, fill=0.0) if z else p
-            nodule = component_at(p >= self.threshold, flat.xyz2irc(c.center_xyz, continuous=True))
-            nodules.append(nodule if nodule.any() else p)  # nothing at the threshold: the probability
-        both = np.concatenate([batch, np.stack(nodules).astype(np.float32)[:, None]], axis=1)
+            return torch.softmax(texture, dim=1).numpy()
+        nodules = np.stack(
+            [
+                component_at(p >= self.threshold, cube.xyz2irc(c.center_xyz, continuous=True))
+                for p, c, cube in zip(probs, candidates, plain, strict=True)
+            ]
+        ).astype(np.float32)
+        missed = ~nodules.any(axis=(1, 2, 3))
+        nodules[missed] = probs[missed]
+        both = np.concatenate([batch, nodules[:, None]], axis=1)  # image, nodule as channels
         texture = run_network(
             lambda x: self.model.texture_logits(x[:, :1], x[:, 1:]), both, self.device, self.precision
         )
