@@ -3,10 +3,9 @@ network's probability, and the mask back on the scan's grid in patient geometry.
 
 Per candidate: the model's input cube (``patch`` voxels at ``spacing`` mm, axes along the scan's, centred
 on the candidate; zoomed out for a large nodule and, with ``min_voxels``, in for a small one) is sampled
-from the scan, windowed as in training, and segmented (with flip test-time
-augmentation if ``tta``, which also gives the per-voxel entropy as the mask's uncertainty map); the
-probability is sampled back onto the scan voxels the cube covers, and the connected component at the
-centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the texture probabilities;
+from the scan, windowed as in training, and segmented (with flip test-time augmentation if ``tta``, which
+also gives the per-voxel entropy as the mask's uncertainty map); the probability is sampled back onto the
+scan voxels the cube covers, and the connected component at the centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the texture probabilities;
 a head that reads the nodule's features (``texture_pool="mask"``) reads them under that centre component
 in the cube (under the probability itself where nothing reaches the threshold).
 """
@@ -177,9 +176,7 @@ class CubeSegmenter:
         needed_mm = WIDE_FACTOR * diameter + 2 * CONTEXT_MM
         field_mm = float(np.min(np.asarray(self.inputs.patch_irc)[::-1] * spacing))
         zoom = min(max(1.0, needed_mm / field_mm), MAX_ZOOM)
-        if (
-            zoom == 1.0 and zoom_in and self.min_voxels > 0 and diameter > 0
-        ):  # min_voxels wide along every axis
+        if zoom == 1.0 and zoom_in and self.min_voxels > 0 and diameter > 0:  # min_voxels on every axis
             zoom = min(max(diameter / (self.min_voxels * float(np.max(spacing))), MIN_ZOOM), 1.0)
         return cube_geometry(candidate.center_xyz, self.inputs.patch_irc, spacing * zoom, scan)
 
