@@ -5,9 +5,11 @@ Per candidate: the model's input cube (``patch`` voxels at ``spacing`` mm, axes 
 on the candidate; zoomed out for a large nodule and, with ``min_voxels``, in for a small one) is sampled
 from the scan, windowed as in training, and segmented (with flip test-time augmentation if ``tta``, which
 also gives the per-voxel entropy as the mask's uncertainty map); the probability is sampled back onto the
-scan voxels the cube covers, and the connected component at the centre above ``threshold`` is the nodule. ``resunet``'s texture head gives the texture probabilities;
-a head that reads the nodule's features (``texture_pool="mask"``) reads them under that centre component
-in the cube (under the probability itself where nothing reaches the threshold).
+scan voxels the cube covers, and the connected component at the centre above ``threshold`` is the nodule.
+``resunet``'s texture head gives the texture probabilities, always from the cube without the zoom-in (the
+scale it learnt); a head that reads the nodule's features (``texture_pool="mask"``) reads them under the
+network's centre component in that cube (under the probability itself where nothing reaches the
+threshold).
 """
 
 from __future__ import annotations
